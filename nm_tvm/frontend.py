@@ -1,0 +1,120 @@
+"""Import models: ONNX files or protos (via TVM's ONNX frontend) or Relax IRModules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tvm
+from tvm import relax
+
+
+class ModelLoadError(ValueError):
+    """The model cannot be read or imported; the message says why and where."""
+
+
+@dataclass
+class ImportedModel:
+    mod: tvm.IRModule
+    input_names: list[str]
+    input_shapes: dict[str, tuple]
+    input_dtypes: dict[str, str]
+    output_names: list[str]
+    onnx_model: onnx.ModelProto | None = None
+
+
+_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32"}
+
+
+def load_onnx(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as err:  # onnx raises DecodeError and friends
+        raise ModelLoadError(f"'{path}' is not a readable ONNX model ({err})") from None
+    if not proto.graph.node:
+        raise ModelLoadError(f"'{path}' has no graph nodes (not an ONNX model?)")
+    return proto
+
+
+def _graph_inputs(proto: onnx.ModelProto) -> list:
+    initializers = {init.name for init in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
+def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
+    """ONNX -> Relax with static shapes and weights as constants."""
+    proto = load_onnx(model)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise ModelLoadError(f"ONNX model is invalid: {err}") from None
+    input_shapes = dict(input_shapes or {})
+    shapes, dtypes = {}, {}
+    for inp in _graph_inputs(proto):
+        ttype = inp.type.tensor_type
+        if ttype.elem_type not in _ONNX_DTYPES:
+            raise ModelLoadError(
+                f"input '{inp.name}' has ONNX element type "
+                f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; only FLOAT inputs are supported")
+        dtypes[inp.name] = _ONNX_DTYPES[ttype.elem_type]
+        if inp.name in input_shapes:
+            shapes[inp.name] = tuple(int(v) for v in input_shapes.pop(inp.name))
+            continue
+        dims = []
+        for d in ttype.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(d.dim_value)
+            else:
+                raise ModelLoadError(
+                    f"input '{inp.name}' has a dynamic dimension '{d.dim_param or '?'}'; "
+                    f"give its shape, e.g. input_shapes={{'{inp.name}': (1, ...)}}")
+        shapes[inp.name] = tuple(dims)
+    if input_shapes:
+        raise ModelLoadError(f"input_shapes names unknown input(s) {sorted(input_shapes)}; "
+                             f"model inputs are {list(shapes)}")
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=False)
+    except Exception as err:
+        raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
+    return ImportedModel(mod, list(shapes), shapes, dtypes,
+                         [o.name for o in proto.graph.output], proto)
+
+
+def import_relax(mod: tvm.IRModule) -> ImportedModel:
+    """A Relax IRModule whose ``main`` takes static-shape float32 tensors."""
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+        raise ModelLoadError("the IRModule has no 'main' function")
+    main = mod["main"]
+    shapes, dtypes = {}, {}
+    for param in main.params:
+        ty = param.ty
+        if not isinstance(ty, relax.TensorType) or ty.shape is None:
+            raise ModelLoadError(f"parameter '{param.name}' of main is not a tensor with a shape")
+        try:
+            shapes[param.name] = tuple(int(d) for d in ty.shape)
+        except (TypeError, ValueError):
+            raise ModelLoadError(f"parameter '{param.name}' has a symbolic shape") from None
+        dtypes[param.name] = str(ty.dtype)
+    ret = main.ret_ty
+    n_out = len(ret.fields) if isinstance(ret, relax.TupleType) else 1
+    return ImportedModel(mod, list(shapes), shapes, dtypes, [f"output_{i}" for i in range(n_out)])
+
+
+def import_model(model, input_shapes: dict | None = None) -> ImportedModel:
+    if isinstance(model, tvm.IRModule):
+        return import_relax(model)
+    return import_onnx(model, input_shapes)
+
+
+def random_inputs(imported: ImportedModel, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(imported.input_shapes[name]).astype(np.float32)
+            for name in imported.input_names}

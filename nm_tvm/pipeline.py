@@ -1,0 +1,50 @@
+"""The nm compilation pipeline: canonicalize -> partition -> codegen -> verify -> VM build.
+
+Registered as the Relax pipeline ``"nm"`` so that
+``tvm.compile(mod, target=Target("nm/fp32-16x16"), relax_pipeline="nm")`` builds the same
+executable as :func:`nm_tvm.compile`; inside it the hardware comes from ``Target.current()``.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.target import Target
+
+from nm_tvm.passes import (Canonicalize, LowerToAccelerator, PartitionForAccelerator,
+                           VerifyGemmOnly)
+from nm_tvm.target.hardware import HardwareConfig
+from nm_tvm.target.tags import config_of
+
+PIPELINE_NAME = "nm"
+
+
+def accelerator_passes(hw: HardwareConfig, strict: bool = True) -> tvm.transform.Pass:
+    """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module."""
+    return tvm.transform.Sequential(
+        [Canonicalize(), PartitionForAccelerator(), LowerToAccelerator(hw),
+         VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")
+
+
+def nm_pipeline(hw: HardwareConfig | None = None, strict: bool = True) -> tvm.transform.Pass:
+    """The full Relax pipeline for an nm target, ending in TVM's VM lowering."""
+
+    @tvm.transform.module_pass(opt_level=0, name="nm.Pipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        config = hw
+        if config is None:
+            target = Target.current()
+            if target is None:
+                raise ValueError("the nm pipeline needs an nm target (tvm.compile(..., target=...))")
+            config = config_of(target)
+        mod = accelerator_passes(config, strict)(mod)
+        return relax.get_pipeline("default")(mod)
+
+    return _pipeline
+
+
+def _register() -> None:
+    if PIPELINE_NAME not in relax.pipeline.PIPELINE_MAP:
+        relax.register_pipeline(PIPELINE_NAME)(nm_pipeline)
+
+
+_register()

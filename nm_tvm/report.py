@@ -1,0 +1,95 @@
+"""Statistics of simulator runs: totals, per layer, and energy from the target's table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nm_tvm.target.hardware import HardwareConfig
+from nm_tvm.target.isa import STAT_FIELDS
+
+COUNTERS = [f for f in STAT_FIELDS if f != "layer_id"]
+
+
+def energy_pj(counters: dict, hw: HardwareConfig) -> dict:
+    """Energy by component (pJ) from per-action costs; static energy from cycles and clock."""
+    e = hw.energy
+    seconds = counters["cycles"] / (hw.clock_mhz * 1e6)
+    return {
+        "mac": counters["macs"] * e["mac_pj"],
+        "scratchpad": counters["sp_read_bytes"] * e["scratchpad_read_pj_per_byte"]
+        + counters["sp_write_bytes"] * e["scratchpad_write_pj_per_byte"],
+        "accumulator": counters["acc_read_bytes"] * e["accumulator_read_pj_per_byte"]
+        + counters["acc_write_bytes"] * e["accumulator_write_pj_per_byte"],
+        "dram": (counters["dram_read_bytes"] + counters["dram_write_bytes"]) * e["dram_pj_per_byte"],
+        "vector": counters["vec_elements"] * e["vector_op_pj"],
+        "pwl": counters["pwl_elements"] * e["pwl_lookup_pj"],
+        "static": e["static_power_mw"] * 1e-3 * seconds * 1e12,
+    }
+
+
+@dataclass
+class LayerStats:
+    id: int
+    name: str
+    kind: str
+    counters: dict
+    analytic_macs: int
+
+
+@dataclass
+class RunStats:
+    """Counters of one inference, summed over all accelerator calls."""
+
+    hw: HardwareConfig
+    layers: list[LayerStats] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict:
+        out = {k: 0 for k in COUNTERS}
+        for layer in self.layers:
+            for k in COUNTERS:
+                out[k] += layer.counters[k]
+        return out
+
+    @property
+    def cycles(self) -> int:
+        return self.totals["cycles"]
+
+    @property
+    def macs(self) -> int:
+        return self.totals["macs"]
+
+    @property
+    def energy(self) -> dict:
+        return energy_pj(self.totals, self.hw)
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / (self.hw.clock_mhz * 1e6)
+
+    def per_layer_rows(self) -> list[dict]:
+        """SCALE-Sim-style plain rows, one per layer."""
+        rows = []
+        for layer in self.layers:
+            c = layer.counters
+            energy = sum(energy_pj(c, self.hw).values())
+            peak = c["cycles"] * self.hw.dim * self.hw.dim
+            rows.append({
+                "layer": layer.name, "kind": layer.kind, "cycles": c["cycles"],
+                "macs": c["macs"], "pe_utilization": c["macs"] / peak if peak else 0.0,
+                "dram_bytes": c["dram_read_bytes"] + c["dram_write_bytes"],
+                "sp_bytes": c["sp_read_bytes"] + c["sp_write_bytes"],
+                "acc_bytes": c["acc_read_bytes"] + c["acc_write_bytes"],
+                "energy_uj": energy * 1e-6,
+            })
+        return rows
+
+    def summary(self) -> dict:
+        t = self.totals
+        energy = sum(self.energy.values())
+        return {
+            "target": self.hw.name, "cycles": t["cycles"], "latency_ms": self.latency_s * 1e3,
+            "macs": t["macs"],
+            "pe_utilization": t["macs"] / (t["cycles"] * self.hw.dim ** 2) if t["cycles"] else 0.0,
+            "dram_bytes": t["dram_read_bytes"] + t["dram_write_bytes"],
+            "energy_uj": energy * 1e-6, "energy_source": self.hw.energy_source,
+        }

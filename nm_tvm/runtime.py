@@ -1,0 +1,107 @@
+"""Compile a model for an nm target and run it on the simulator through the Relax VM."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from nm_tvm import frontend
+from nm_tvm.pipeline import accelerator_passes
+from nm_tvm.report import LayerStats, RunStats
+from nm_tvm.target import simulator
+from nm_tvm.target.hardware import HardwareConfig
+from nm_tvm.target.isa import STAT_FIELDS
+from nm_tvm.target.tags import resolve_target
+
+
+class InputError(ValueError):
+    """Run-time inputs do not match the compiled model (names the input)."""
+
+
+class CompiledModel:
+    """A model compiled for one target. ``run`` mirrors ``onnxruntime.InferenceSession.run``."""
+
+    def __init__(self, executable, hw: HardwareConfig, imported: frontend.ImportedModel,
+                 layers: list[dict], host_ops: list[str], offloaded: tvm.IRModule):
+        self.executable = executable
+        self.hw = hw
+        self.input_names = imported.input_names
+        self.input_shapes = imported.input_shapes
+        self.input_dtypes = imported.input_dtypes
+        self.output_names = imported.output_names
+        self.layers = layers
+        self.host_ops = host_ops
+        self.offloaded_module = offloaded
+        self.stats: RunStats | None = None
+        self._vm = None
+
+    def _machine(self):
+        if self._vm is None:
+            simulator.load()  # registers nm_accel.run before the VM resolves it
+            self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
+        return self._vm
+
+    def _check_inputs(self, inputs: dict) -> list:
+        unknown = set(inputs) - set(self.input_names)
+        if unknown:
+            raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: {self.input_names}")
+        args = []
+        for name in self.input_names:
+            if name not in inputs:
+                raise InputError(f"missing input '{name}' (shape {self.input_shapes[name]})")
+            value = np.asarray(inputs[name])
+            if value.dtype != np.dtype(self.input_dtypes[name]):
+                raise InputError(f"input '{name}' has dtype {value.dtype}; expected "
+                                 f"{self.input_dtypes[name]}")
+            if tuple(value.shape) != tuple(self.input_shapes[name]):
+                raise InputError(f"input '{name}' has shape {tuple(value.shape)}; expected "
+                                 f"{tuple(self.input_shapes[name])}")
+            args.append(tvm.runtime.tensor(np.ascontiguousarray(value), tvm.cpu()))
+        return args
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one inference; outputs in the model's output order; fills ``self.stats``."""
+        args = self._check_inputs(inputs)
+        vm = self._machine()
+        simulator.take_stats()  # drop records of anything run before
+        result = vm["main"](*args)
+        records = simulator.take_stats()
+        self.stats = self._collect(records)
+        if isinstance(result, tvm.runtime.Tensor):
+            return [result.numpy()]
+        return [r.numpy() for r in result]
+
+    def _collect(self, records: list[dict]) -> RunStats:
+        stats = RunStats(self.hw)
+        by_id = {layer["id"]: layer for layer in self.layers}
+        for rec in records:
+            meta = by_id.get(rec["layer_id"], {"name": f"layer{rec['layer_id']}", "kind": "?",
+                                               "macs": 0})
+            counters = {k: int(rec[k]) for k in STAT_FIELDS if k != "layer_id"}
+            stats.layers.append(LayerStats(rec["layer_id"], meta["name"], meta["kind"], counters,
+                                           meta["macs"]))
+        return stats
+
+    @property
+    def analytic_macs(self) -> int:
+        return sum(layer["macs"] for layer in self.layers)
+
+
+def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
+            strict: bool = True) -> CompiledModel:
+    """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
+
+    ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
+    ``HardwareConfig``; the default is ``nm/fp32-16x16``. ``strict`` makes any operator that
+    cannot run on the accelerator a compile error.
+    """
+    tvm_target, hw = resolve_target(target)
+    imported = frontend.import_model(model, input_shapes)
+    with tvm_target:
+        offloaded = accelerator_passes(hw, strict)(imported.mod)
+    layers = json.loads(str(offloaded.attrs["nm.layers"]))
+    host_ops = [str(s) for s in offloaded.attrs["nm.host_ops"]]
+    executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")
+    return CompiledModel(executable, hw, imported, layers, host_ops, offloaded)

@@ -1,0 +1,24 @@
+"""Canonicalize an imported model into the forms the partitioner matches.
+
+Decomposes inference-mode batch norm, folds constants (so transposed weights become plain
+constants), folds per-channel scale/shift into the GEMM anchors, and drops dead bindings.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .fold_scale_shift import FoldScaleShift
+
+
+def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
+    return tvm.transform.Sequential(
+        [
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.FoldConstant(),
+            FoldScaleShift(),
+            relax.transform.FoldConstant(),
+            relax.transform.DeadCodeElimination(),
+        ],
+        name="nm.Canonicalize",
+    )

@@ -1,0 +1,180 @@
+"""Codegen driver: replace every ``Codegen="nm"`` composite call with an accelerator call.
+
+Each composite becomes ``R.call_dps_packed("nm_accel.run", [program, operands...])``: the
+program (int64 constant) and the layer's weights travel inside the executable as constants, so
+an exported library is self-contained, and the Relax VM calls the C++ simulator directly.
+The layer table (names, kinds, analytic MACs) is attached to the module as ``nm.layers``.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from nm_tvm.target import codegen as cg
+from nm_tvm.target.hardware import HardwareConfig
+
+RUN_FUNC = "nm_accel.run"
+
+
+def _shape(expr) -> tuple:
+    return tuple(int(d) for d in expr.ty.shape)
+
+
+def _const_value(expr) -> np.ndarray:
+    return expr.value.numpy()
+
+
+def _is_const(expr) -> bool:
+    return isinstance(expr, tvm.ir.Constant)
+
+
+class _Composite:
+    """The chain inside one composite function: anchor call, then bias / residual / relu."""
+
+    def __init__(self, func: relax.Function):
+        self.name = str(func.attrs["Composite"])
+        self.params = list(func.params)
+        calls = [b.value for blk in func.body.blocks for b in blk.bindings]
+        bound = [b.var for blk in func.body.blocks for b in blk.bindings]
+        self.anchor = calls[0]
+        self.bias = None
+        self.residual = None
+        self.relu = False
+        prev = bound[0]
+        for var, call in zip(bound[1:], calls[1:]):
+            op = call.op.name
+            if op == "relax.nn.relu":
+                self.relu = True
+            elif op == "relax.add":
+                other = call.args[1] if call.args[0].same_as(prev) else call.args[0]
+                if _is_const(other):
+                    self.bias = _const_value(other)
+                else:
+                    self.residual = cg.Param(self.param_index(other))
+            else:
+                raise cg.CodegenError(f"{self.name}: unexpected op {op} in composite")
+            prev = var
+
+    def param_index(self, expr) -> int:
+        for i, p in enumerate(self.params):
+            if p.same_as(expr):
+                return i
+        raise cg.CodegenError(f"{self.name}: operand {expr} is not a parameter of the composite")
+
+
+def _composite_of(outer: relax.Function) -> relax.Function:
+    """The ``Composite`` function wrapped by an ``annotate_codegen`` outer function."""
+    for block in outer.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding.value, relax.Function):
+                return binding.value
+    raise cg.CodegenError(f"no composite function inside {outer}")
+
+
+def _channel_bias(bias: np.ndarray, channels: int, layer: str) -> np.ndarray:
+    flat = np.asarray(bias, np.float32).reshape(-1)
+    if flat.size not in (1, channels):
+        raise cg.CodegenError(f"{layer}: bias of shape {bias.shape} is not per output channel")
+    return np.broadcast_to(flat, (channels,)).copy()
+
+
+def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.AcceleratorCall:
+    """Dispatch one composite to its codegen function."""
+    a = comp.anchor
+    op = a.op.name
+    if op == "relax.nn.conv2d":
+        w = _const_value(a.args[1])
+        attrs = cg.Conv2dAttrs(tuple(int(v) for v in a.attrs.strides),
+                               tuple(int(v) for v in a.attrs.padding),
+                               tuple(int(v) for v in a.attrs.dilation))
+        bias = _channel_bias(comp.bias, w.shape[0], comp.name) if comp.bias is not None else None
+        return cg.conv2d_program(hw, layer_id, _shape(a.args[0]), w, attrs, bias,
+                                 comp.residual, comp.relu)
+    if op == "relax.matmul":
+        b_shape = _shape(a.args[1])
+        weight = _const_value(a.args[1]) if _is_const(a.args[1]) else None
+        n = b_shape[-1] if len(b_shape) > 1 else 1
+        bias = _channel_bias(comp.bias, n, comp.name) if comp.bias is not None else None
+        return cg.matmul_program(hw, layer_id, _shape(a.args[0]), b_shape, weight, bias,
+                                 comp.residual, comp.relu)
+    if op == "relax.nn.avg_pool2d":
+        return cg.avg_pool2d_program(hw, layer_id, _shape(a.args[0]),
+                                     tuple(int(v) for v in a.attrs.pool_size),
+                                     tuple(int(v) for v in a.attrs.strides),
+                                     tuple(int(v) for v in a.attrs.dilation))
+    if op == "relax.mean":
+        return cg.mean_program(hw, layer_id, _shape(a.args[0]),
+                               [int(v) for v in a.attrs.axis], bool(a.attrs.keepdims))
+    if op in ("relax.add", "relax.multiply", "relax.maximum"):
+        lhs, rhs = a.args
+        if _is_const(lhs):
+            lhs, rhs = rhs, lhs
+        other = _const_value(rhs) if _is_const(rhs) else cg.Param(comp.param_index(rhs))
+        return cg.elementwise_program(hw, layer_id, _shape(a), op.split(".")[-1], other,
+                                      comp.relu)
+    if op == "relax.nn.relu":
+        return cg.elementwise_program(hw, layer_id, _shape(a), None, relu=True)
+    if op == "relax.permute_dims":
+        rank = len(_shape(a.args[0]))
+        axes = ([int(v) for v in a.attrs.axes] if a.attrs.axes is not None
+                else list(reversed(range(rank))))
+        return cg.transpose_program(hw, layer_id, _shape(a.args[0]), axes)
+    raise cg.CodegenError(f"{comp.name}: no codegen for {op}")
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.LowerToAccelerator")
+class LowerToAccelerator:
+    """Generate a program per accelerator composite and call the simulator from the VM."""
+
+    def __init__(self, hw: HardwareConfig):
+        self.hw = hw
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        layers: list[dict] = []
+        hw = self.hw
+
+        @relax.expr_functor.mutator
+        class Rewriter(relax.PyExprMutator):
+            def visit_var_binding_(self, binding):
+                value = binding.value
+                if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
+                    func = mod[value.op]
+                    if isinstance(func, relax.Function) and func.attrs and "Codegen" in func.attrs:
+                        new_value = self._lower(binding.var, value, func)
+                        self.set_var_remap(binding.var, self.builder_.emit(
+                            new_value, name_hint=binding.var.name))
+                        return
+                super().visit_var_binding_(binding)
+
+            def _lower(self, var, call, outer):
+                comp = _Composite(_composite_of(outer))
+                layer_id = len(layers)
+                name = f"{layer_id:02d}_{comp.name.split('.', 1)[1]}"
+                try:
+                    acc = generate(comp, hw, layer_id)
+                except cg.CodegenError as err:
+                    raise cg.CodegenError(f"layer '{name}': {err}") from None
+                args = [relax.const(acc.program, "int64")]
+                for operand in acc.operands:
+                    if isinstance(operand, cg.Param):
+                        args.append(self.visit_expr(call.args[operand.index]))
+                    else:
+                        args.append(relax.const(np.ascontiguousarray(operand, np.float32)))
+                layers.append({"id": layer_id, "name": name, "kind": comp.name,
+                               "macs": int(acc.macs), "out_shape": list(acc.out_shape),
+                               "instructions": int(acc.program[3]), **acc.notes})
+                return relax.call_dps_packed(RUN_FUNC, relax.Tuple(args),
+                                             relax.TensorType(acc.out_shape, "float32"))
+
+        rewriter = Rewriter(mod)
+        lowered = tvm.IRModule({}, attrs=mod.attrs)
+        for gv, func in mod.functions.items():
+            if not isinstance(func, relax.Function):
+                lowered[gv] = func
+            elif not (func.attrs and "Codegen" in func.attrs):  # composites are now programs
+                lowered[gv] = rewriter.visit_expr(func)
+        lowered = relax.transform.DeadCodeElimination()(lowered)
+        return lowered.with_attr("nm.layers", json.dumps(layers))

@@ -1,0 +1,61 @@
+"""Check that every compute op runs on the accelerator; list (or reject) what does not.
+
+Allowed on the host: the accelerator calls themselves and pure metadata ops (reshape and its
+relatives, which the VM turns into views without touching data). Anything else is compute that
+escaped the accelerator; strict mode makes that a compile error naming each op and binding.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .lower_to_accelerator import RUN_FUNC
+
+VIEW_OPS = {"relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"}
+
+
+class NotGemmOnlyError(ValueError):
+    """Compute left on the host in strict mode."""
+
+
+def host_ops(mod: tvm.IRModule) -> list[tuple[str, str]]:
+    """(binding name, op name) of every compute op outside the accelerator."""
+    found: list[tuple[str, str]] = []
+    for _gv, func in mod.functions.items():
+        if not isinstance(func, relax.Function) or (func.attrs and "Codegen" in func.attrs):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if not isinstance(value, relax.Call):
+                    continue
+                op = value.op
+                if isinstance(op, tvm.ir.Op):
+                    if op.name == "relax.call_dps_packed" and str(value.args[0].global_symbol) == RUN_FUNC:
+                        continue
+                    if op.name in VIEW_OPS:
+                        continue
+                    name = op.name
+                    if op.name in ("relax.call_tir", "relax.call_dps_packed"):
+                        name = f"{op.name}({value.args[0]})"
+                    found.append((binding.var.name, name))
+                else:
+                    found.append((binding.var.name, f"call to {op}"))
+    return found
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.VerifyGemmOnly")
+class VerifyGemmOnly:
+    """Record host ops in the module attribute ``nm.host_ops``; raise in strict mode."""
+
+    def __init__(self, strict: bool = True):
+        self.strict = strict
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        leftover = host_ops(mod)
+        if leftover and self.strict:
+            listing = ", ".join(f"{op} (at '{var}')" for var, op in leftover)
+            raise NotGemmOnlyError(
+                f"{len(leftover)} operator(s) are not supported by the accelerator: {listing}. "
+                "Pass strict=False to run them on the host CPU instead.")
+        return mod.with_attr("nm.host_ops", [f"{var}:{op}" for var, op in leftover])

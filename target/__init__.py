@@ -1,0 +1,1 @@
+"""The accelerator: hardware description, ISA, codegen and the C++ simulator binding."""

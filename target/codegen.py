@@ -1,0 +1,470 @@
+"""Codegen: one accelerator layer (a matched composite) -> one tiled instruction program.
+
+Each ``*_program`` function receives shapes, attributes and constant operands of a layer and
+returns an :class:`AcceleratorCall`: the encoded program (header + regions + instructions) and
+the tensors to pass, in region order. The program runs in the C++ simulator when the compiled
+Relax VM calls ``nm_accel.run``. Tiling is chosen here against the target's memories; the
+simulator rejects anything that does not fit, so a tiling bug cannot pass silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+from .hardware import HardwareConfig
+from .isa import ELEM_BYTES, Mem, Op, ProgramBuilder, Queue, RegionKind, VecOp, bit
+
+RELU_TABLE = np.array([[-np.inf, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+
+
+class CodegenError(ValueError):
+    """A layer cannot be mapped onto the target (names the layer and the reason)."""
+
+
+@dataclass
+class Param:
+    """A tensor that comes from the Relax graph (index into the composite's parameters)."""
+
+    index: int
+
+
+@dataclass
+class AcceleratorCall:
+    program: np.ndarray
+    operands: list  # Param or np.ndarray (a constant), in argument-region order
+    out_shape: tuple
+    macs: int
+    notes: dict = field(default_factory=dict)
+
+
+class _Layer:
+    """Region bookkeeping shared by all layer kinds."""
+
+    def __init__(self, hw: HardwareConfig, layer_id: int):
+        self.hw = hw
+        self.b = ProgramBuilder(hw.machine(), layer_id)
+        self.operands: list = []
+
+    def input(self, operand, nbytes: int) -> int:
+        self.operands.append(operand)
+        return self.b.region(nbytes, RegionKind.ARGUMENT)
+
+    def const(self, value: np.ndarray) -> int:
+        value = np.ascontiguousarray(value, dtype=np.float32)
+        return self.input(value, value.nbytes)
+
+    def scratch(self, nbytes: int) -> int:
+        return self.b.region(nbytes, RegionKind.SCRATCH)
+
+    def output(self, shape) -> int:
+        return self.b.region(_nbytes(shape), RegionKind.ARGUMENT)
+
+    def finish(self, out_shape, macs: int, **notes) -> AcceleratorCall:
+        used = self.b._next_base
+        if used > self.hw.dram_bytes:
+            raise CodegenError(
+                f"layer needs {used / 2**20:.1f} MiB of DRAM but the target has "
+                f"{self.hw.dram_mib} MiB (memories.dram_mib)")
+        return AcceleratorCall(self.b.encode(), self.operands, tuple(out_shape), macs, notes)
+
+
+def _nbytes(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * ELEM_BYTES
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ----------------------------------------------------------------------------- GEMM tiling
+@dataclass(frozen=True)
+class GemmTiles:
+    tile_m: int
+    tile_k: int
+    tile_n: int
+
+
+def choose_gemm_tiles(hw: HardwareConfig, m: int, k: int, n: int) -> GemmTiles:
+    """Pick LOOP_GEMM tile sizes that fit double-buffered and minimise modelled cycles.
+
+    Scratchpad: 2 * (tile_k * tile_m + tile_k * DIM * tile_n) rows; accumulator:
+    2 * tile_m * tile_n + tile_n rows (docs/ISA.md). The estimate takes the slower of the
+    compute engine (GEMM tile costs) and the DMA engines (bytes / bandwidth + per-DMA latency),
+    since double buffering overlaps them.
+    """
+    d = hw.dim
+    kb, nb = _ceil(k, d), _ceil(n, d)
+    pow2 = lambda limit: sorted({min(limit, 1 << i) for i in range(limit.bit_length() + 1)})
+    m_cands = sorted({min(m, d * t) for t in pow2(_ceil(m, d))} | {m})
+    best, best_cost = None, None
+    for tk, tn, tm in product(pow2(kb), pow2(nb), m_cands):
+        if 2 * (tk * tm + tk * d * tn) > hw.sp_rows or 2 * tm * tn + tn > hw.acc_rows:
+            continue
+        n_groups, m_tiles, k_groups = _ceil(nb, tn), _ceil(m, tm), _ceil(kb, tk)
+        tiles = n_groups * m_tiles * k_groups
+        compute = tiles * tk * tn * (d + tm + 2 * d - 2)
+        dram_bytes = 4 * (m * k * n_groups + k * n * m_tiles + m * n)
+        n_dma = tiles * (tk + tk * tn) + n_groups * m_tiles * tn
+        dma = dram_bytes / hw.dram_bw + n_dma * hw.dram_latency
+        cost = (max(compute, dma), n_dma)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = GemmTiles(tm, tk, tn), cost
+    if best is None:
+        raise CodegenError(
+            f"no GEMM tiling fits: scratchpad has {hw.sp_rows} rows and accumulator "
+            f"{hw.acc_rows} rows of {d} elements; at least {4 * d} and {3} are needed")
+    return best
+
+
+@dataclass
+class Matrix:
+    """A DRAM matrix view: element (i, j) at ``addr + i * row_stride + j * col_stride`` bytes."""
+
+    addr: int
+    row_stride: int
+    col_stride: int
+
+
+def _emit_loop_gemm(layer: _Layer, a: Matrix, b: Matrix, c: Matrix, m: int, k: int, n: int,
+                    bias_addr: int | None = None, d: Matrix | None = None,
+                    act_segments: int = 0) -> None:
+    tiles = choose_gemm_tiles(layer.hw, m, k, n)
+    d = d or Matrix(0, 0, 0)
+    layer.b.emit(
+        Op.LOOP_GEMM,
+        a_addr=a.addr, a_row_stride=a.row_stride, a_col_stride=a.col_stride,
+        b_addr=b.addr, b_row_stride=b.row_stride, b_col_stride=b.col_stride,
+        c_addr=c.addr, c_row_stride=c.row_stride, c_col_stride=c.col_stride,
+        d_addr=d.addr, d_row_stride=d.row_stride, d_col_stride=d.col_stride,
+        bias_addr=bias_addr or 0, M=m, K=k, N=n,
+        tile_m=tiles.tile_m, tile_k=tiles.tile_k, tile_n=tiles.tile_n,
+        act_table=0, act_segments=act_segments, sp_base=0, acc_base=0,
+        has_d=int(d.row_stride != 0 or d.col_stride != 0), has_bias=int(bias_addr is not None),
+        has_act=int(act_segments > 0))
+
+
+def _load_relu_table(layer: _Layer) -> int:
+    addr = layer.const(RELU_TABLE)
+    layer.b.emit(Op.LOAD_PWL, table_base=0, dram_addr=addr, n_segments=len(RELU_TABLE))
+    return len(RELU_TABLE)
+
+
+# ----------------------------------------------------------------- DMA staging (load -> store)
+@dataclass
+class Copy:
+    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes)."""
+
+    src: int
+    src_row_stride: int
+    src_col_stride: int
+    dst: int
+    dst_row_stride: int
+    dst_col_stride: int
+    rows: int
+    cols: int
+
+
+def staging_rows(hw: HardwareConfig) -> int:
+    """Rows per staging buffer (two buffers alternate so loads overlap stores)."""
+    return hw.sp_rows // 2
+
+
+def _emit_staged_copies(layer: _Layer, copies: list[Copy]) -> None:
+    """Double-buffered LOAD/STORE pairs; tokens: load->store 'ready', store->load 'free'."""
+    half = staging_rows(layer.hw)
+    for j, cp in enumerate(copies):
+        if cp.rows > half or cp.cols > layer.hw.dim:
+            raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
+        row = (j % 2) * half
+        layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if j >= 2 else 0, signal=bit(Queue.STORE),
+                     dst_mem=Mem.SCRATCHPAD, dst_row=row, dram_addr=cp.src, rows=cp.rows,
+                     cols=cp.cols, row_stride=cp.src_row_stride, col_stride=cp.src_col_stride)
+        layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD),
+                     src_mem=Mem.SCRATCHPAD, src_row=row, dram_addr=cp.dst, rows=cp.rows,
+                     cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
+
+
+def _split(start: int, stop: int, step: int):
+    for lo in range(start, stop, step):
+        yield lo, min(stop, lo + step)
+
+
+# ------------------------------------------------------------------------------- layer kinds
+@dataclass
+class Conv2dAttrs:
+    strides: tuple
+    padding: tuple  # top, left, bottom, right
+    dilation: tuple
+
+
+def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarray,
+                   attrs: Conv2dAttrs, bias: np.ndarray | None = None,
+                   residual: Param | None = None, relu: bool = False) -> AcceleratorCall:
+    """NCHW conv2d (groups=1) as im2col DMA gathers + one LOOP_GEMM per image."""
+    n_img, c_in, h, w = (int(v) for v in x_shape)
+    c_out, c_w, kh_, kw_ = weight.shape
+    if c_w != c_in:
+        raise CodegenError(f"conv2d weight has {c_w} input channels, input has {c_in}")
+    (sh, sw), (dh, dw) = attrs.strides, attrs.dilation
+    pt, pl, pb, pr = attrs.padding
+    oh = (h + pt + pb - dh * (kh_ - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw_ - 1) - 1) // sw + 1
+    p, kc = oh * ow, kh_ * kw_ * c_in
+    out_shape = (n_img, c_out, oh, ow)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    # Weight matrix rows ordered (kh, kw, c) to match the im2col columns.
+    wmat = layer.const(weight.transpose(2, 3, 1, 0).reshape(kc, c_out))
+    bias_addr = layer.const(bias) if bias is not None else None
+    res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
+    direct = (kh_, kw_, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+    if not direct:
+        cols = layer.scratch(n_img * p * kc * ELEM_BYTES)
+    out = layer.output(out_shape)
+    if not direct:
+        _emit_staged_copies(layer, _im2col_copies(hw, x, cols, (n_img, c_in, h, w), (oh, ow),
+                                                  (kh_, kw_), attrs))
+    act = _load_relu_table(layer) if relu else 0
+    for i in range(n_img):
+        if direct:  # 1x1 stride-1 conv: A[p, c] = x[i, c, p], read in place
+            a = Matrix(x + i * c_in * p * 4, 4, p * 4)
+        else:
+            a = Matrix(cols + i * p * kc * 4, kc * 4, 4)
+        c = Matrix(out + i * c_out * p * 4, 4, p * 4)  # C[p, o] -> out[i, o, p]
+        d = Matrix(res + i * c_out * p * 4, 4, p * 4) if res is not None else None
+        _emit_loop_gemm(layer, a, Matrix(wmat, c_out * 4, 4), c, p, kc, c_out,
+                        bias_addr=bias_addr, d=d, act_segments=act)
+    return layer.finish(out_shape, macs=n_img * p * kc * c_out, im2col=not direct)
+
+
+def _im2col_copies(hw, x, cols, x_shape, out_hw, kernel, attrs) -> list[Copy]:
+    """Gathers filling cols[(i, oh, ow), (kh, kw, c)]; padded entries stay zero (scratch)."""
+    n_img, c_in, h, w = x_shape
+    oh_, ow_ = out_hw
+    kh_, kw_ = kernel
+    (sh, sw), (dh, dw) = attrs.strides, attrs.dilation
+    pt, pl = attrs.padding[0], attrs.padding[1]
+    kc, half, d = kh_ * kw_ * c_in, staging_rows(hw), hw.dim
+    copies = []
+    for i, oh, ky, kx in product(range(n_img), range(oh_), range(kh_), range(kw_)):
+        ih = oh * sh + ky * dh - pt
+        if not 0 <= ih < h:
+            continue
+        # Output columns whose input column ow*sw + kx*dw - pl lies inside the image.
+        lo = max(0, _ceil(pl - kx * dw, sw))
+        hi = min(ow_, (w - 1 + pl - kx * dw) // sw + 1)
+        for (c0, c1), (o0, o1) in product(_split(0, c_in, d), _split(lo, hi, half)):
+            iw = o0 * sw + kx * dw - pl
+            copies.append(Copy(
+                src=x + ((i * c_in + c0) * h * w + ih * w + iw) * 4,
+                src_row_stride=sw * 4, src_col_stride=h * w * 4,
+                dst=cols + ((i * oh_ * ow_ + oh * ow_ + o0) * kc + (ky * kw_ + kx) * c_in + c0) * 4,
+                dst_row_stride=kc * 4, dst_col_stride=4, rows=o1 - o0, cols=c1 - c0))
+    return copies
+
+
+def matmul_program(hw: HardwareConfig, layer_id: int, a_shape, b_shape,
+                   weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+                   residual: Param | None = None, relu: bool = False) -> AcceleratorCall:
+    """``A[..., M, K] @ B[..., K, N]`` (numpy matmul semantics); B a constant or a tensor."""
+    a_shape, b_shape = tuple(int(v) for v in a_shape), tuple(int(v) for v in b_shape)
+    a2 = a_shape if len(a_shape) > 1 else (1,) + a_shape
+    b2 = b_shape if len(b_shape) > 1 else b_shape + (1,)
+    m, k = a2[-2:]
+    k2, n = b2[-2:]
+    if k != k2:
+        raise CodegenError(f"matmul inner dimensions differ: {a_shape} @ {b_shape}")
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    out_shape = batch + (m, n)
+    if len(a_shape) == 1:
+        out_shape = out_shape[:-2] + (n,)
+    if len(b_shape) == 1:
+        out_shape = out_shape[:-1]
+    layer = _Layer(hw, layer_id)
+    a = layer.input(Param(0), _nbytes(a_shape))
+    b = layer.const(weight) if weight is not None else layer.input(Param(1), _nbytes(b_shape))
+    bias_addr = layer.const(np.broadcast_to(bias, (n,))) if bias is not None else None
+    res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
+    out = layer.output(out_shape)
+    act = _load_relu_table(layer) if relu else 0
+    if len(b2) == 2:  # shared B: fold the batch of A into M
+        rows = int(np.prod(a2[:-1]))
+        d = Matrix(res, n * 4, 4) if res is not None else None
+        _emit_loop_gemm(layer, Matrix(a, k * 4, 4), Matrix(b, n * 4, 4), Matrix(out, n * 4, 4),
+                        rows, k, n, bias_addr=bias_addr, d=d, act_segments=act)
+    else:
+        a_bs, b_bs = _batch_strides(a2[:-2], batch, m * k), _batch_strides(b2[:-2], batch, k * n)
+        for idx in np.ndindex(*batch):
+            ao = sum(i * s for i, s in zip(idx, a_bs)) * 4
+            bo = sum(i * s for i, s in zip(idx, b_bs)) * 4
+            co = int(np.ravel_multi_index(idx, batch)) * m * n * 4 if batch else 0
+            d = Matrix(res + co, n * 4, 4) if res is not None else None
+            _emit_loop_gemm(layer, Matrix(a + ao, k * 4, 4), Matrix(b + bo, n * 4, 4),
+                            Matrix(out + co, n * 4, 4), m, k, n, bias_addr=bias_addr, d=d,
+                            act_segments=act)
+    batch_count = int(np.prod(batch)) if batch else 1
+    return layer.finish(out_shape, macs=batch_count * m * k * n)
+
+
+def _batch_strides(shape, batch, matrix_elems) -> list[int]:
+    """Element strides of a (broadcast) batch shape, right-aligned to ``batch``."""
+    shape = (1,) * (len(batch) - len(shape)) + tuple(shape)
+    strides, acc = [], matrix_elems
+    for dim in reversed(shape):
+        strides.append(acc if dim != 1 else 0)
+        acc *= dim
+    return list(reversed(strides))
+
+
+def avg_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides,
+                       dilation) -> AcceleratorCall:
+    """Unpadded average pooling as a GEMM: per-channel window gathers times ones/(kh*kw)."""
+    n_img, c_in, h, w = (int(v) for v in x_shape)
+    kh_, kw_ = pool
+    (sh, sw), (dh, dw) = strides, dilation
+    oh = (h - dh * (kh_ - 1) - 1) // sh + 1
+    ow = (w - dw * (kw_ - 1) - 1) // sw + 1
+    if kw_ > hw.dim:
+        raise CodegenError(f"avg_pool2d window width {kw_} exceeds the array width {hw.dim}")
+    k, p = kh_ * kw_, oh * ow
+    out_shape = (n_img, c_in, oh, ow)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    ones = layer.const(np.full((k, 1), 1.0 / k, dtype=np.float32))
+    cols = layer.scratch(n_img * c_in * p * k * ELEM_BYTES)
+    out = layer.output(out_shape)
+    copies = []
+    for img, oy, ky in product(range(n_img * c_in), range(oh), range(kh_)):
+        for o0, o1 in _split(0, ow, staging_rows(hw)):
+            copies.append(Copy(
+                src=x + (img * h * w + (oy * sh + ky * dh) * w + o0 * sw) * 4,
+                src_row_stride=sw * 4, src_col_stride=dw * 4,
+                dst=cols + ((img * p + oy * ow + o0) * k + ky * kw_) * 4,
+                dst_row_stride=k * 4, dst_col_stride=4, rows=o1 - o0, cols=kw_))
+    _emit_staged_copies(layer, copies)
+    rows = n_img * c_in * p
+    _emit_loop_gemm(layer, Matrix(cols, k * 4, 4), Matrix(ones, 4, 4), Matrix(out, 4, 4),
+                    rows, k, 1)
+    return layer.finish(out_shape, macs=rows * k)
+
+
+def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims) -> AcceleratorCall:
+    """Mean over trailing axes (GlobalAveragePool) as ``X[R, L] @ ones(L, 1) / L``."""
+    x_shape = tuple(int(v) for v in x_shape)
+    rank = len(x_shape)
+    axes = sorted(a % rank for a in axes)
+    if axes != list(range(rank - len(axes), rank)):
+        raise CodegenError(f"mean over axes {axes} of a rank-{rank} tensor: only trailing axes")
+    lead = x_shape[:rank - len(axes)]
+    r, length = int(np.prod(lead)), int(np.prod(x_shape[rank - len(axes):]))
+    out_shape = lead + (1,) * len(axes) if keepdims else lead
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    ones = layer.const(np.full((length, 1), 1.0 / length, dtype=np.float32))
+    out = layer.output(out_shape)
+    _emit_loop_gemm(layer, Matrix(x, length * 4, 4), Matrix(ones, 4, 4), Matrix(out, 4, 4),
+                    r, length, 1)
+    return layer.finish(out_shape, macs=r * length)
+
+
+def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None,
+                        other=None, relu: bool = False) -> AcceleratorCall:
+    """``relu?(x <op> other)`` on accumulator rows: VEC for the op, PWL for the ReLU.
+
+    ``other`` is a :class:`Param` of the same shape or a constant broadcast to ``shape``.
+    Tiles of rows are double buffered: loads of tile t+1 overlap compute of tile t.
+    """
+    shape = tuple(int(v) for v in shape)
+    total, d = int(np.prod(shape)), hw.dim
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(shape))
+    y = None
+    if op is not None:
+        if isinstance(other, Param):
+            y = layer.input(other, _nbytes(shape))
+        else:
+            y = layer.const(np.broadcast_to(np.asarray(other, np.float32), shape))
+    out = layer.output(shape)
+    act = _load_relu_table(layer) if relu else 0
+    operands = 2 if y is not None else 1
+    tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * operands)))
+    vec_op = {"add": VecOp.ADD, "multiply": VecOp.MUL, "maximum": VecOp.MAX, None: None}[op]
+    for t, (e0, e1) in enumerate(_split(0, total, tile_rows * d)):
+        base = (t % 2) * tile_rows * operands
+        rows = _ceil(e1 - e0, d)
+        parts = _row_blocks(e0, e1, d)
+        for j, src in enumerate([x] + ([y] if y is not None else [])):
+            last = j == operands - 1
+            for pi, (r0, nrows, ncols, elem) in enumerate(parts):
+                layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if (t >= 2 and j == 0 and pi == 0) else 0,
+                             signal=bit(Queue.COMPUTE) if (last and pi == len(parts) - 1) else 0,
+                             dst_mem=Mem.ACCUMULATOR, dst_row=base + j * tile_rows + r0,
+                             dram_addr=src + elem * 4, rows=nrows, cols=ncols,
+                             row_stride=d * 4, col_stride=4)
+        steps = []
+        if vec_op is not None:
+            steps.append(dict(op=Op.VEC, vop=vec_op))
+        if act:
+            steps.append(dict(op=Op.PWL))
+        for si, step in enumerate(steps):
+            wait = bit(Queue.LOAD) if si == 0 else 0
+            signal = bit(Queue.STORE) if si == len(steps) - 1 else 0
+            if step["op"] == Op.VEC:
+                layer.b.emit(Op.VEC, wait=wait, signal=signal, op=step["vop"], dst_row=base,
+                             a_row=base, b_row=base + tile_rows, rows=rows)
+            else:
+                layer.b.emit(Op.PWL, wait=wait, signal=signal, dst_row=base, src_row=base,
+                             rows=rows, table_base=0, n_segments=act)
+        for pi, (r0, nrows, ncols, elem) in enumerate(parts):
+            layer.b.emit(Op.STORE, wait=bit(Queue.COMPUTE) if pi == 0 else 0,
+                         signal=bit(Queue.LOAD) if pi == len(parts) - 1 else 0,
+                         src_mem=Mem.ACCUMULATOR, src_row=base + r0, dram_addr=out + elem * 4,
+                         rows=nrows, cols=ncols, row_stride=d * 4, col_stride=4)
+    return layer.finish(shape, macs=0)
+
+
+def _row_blocks(e0: int, e1: int, d: int):
+    """Full DIM-wide rows of [e0, e1), then the ragged tail row: (row, rows, cols, element)."""
+    full = (e1 - e0) // d
+    blocks = [(0, full, d, e0)] if full else []
+    if (e1 - e0) % d:
+        blocks.append((full, 1, (e1 - e0) % d, e0 + full * d))
+    return blocks
+
+
+def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> AcceleratorCall:
+    """``permute_dims`` as strided DMA: each output 2-D slab is gathered then stored densely."""
+    x_shape = tuple(int(v) for v in x_shape)
+    rank = len(x_shape)
+    axes = [a % rank for a in axes]
+    out_shape = tuple(x_shape[a] for a in axes)
+    in_strides = [int(np.prod(x_shape[i + 1:])) for i in range(rank)]
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    if rank == 1:
+        out_shape2, src_strides = (1, x_shape[0]), (0, 1)
+        outer_shape, outer_strides = (), []
+    else:
+        out_shape2 = out_shape[-2:]
+        src_strides = (in_strides[axes[-2]], in_strides[axes[-1]])
+        outer_shape, outer_strides = out_shape[:-2], [in_strides[a] for a in axes[:-2]]
+    r2, c2 = out_shape2
+    copies = []
+    for o, idx in enumerate(np.ndindex(*outer_shape)):
+        src0 = sum(i * s for i, s in zip(idx, outer_strides))
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
+            copies.append(Copy(
+                src=x + (src0 + r0 * src_strides[0] + c0 * src_strides[1]) * 4,
+                src_row_stride=src_strides[0] * 4, src_col_stride=src_strides[1] * 4,
+                dst=out + (o * r2 * c2 + r0 * c2 + c0) * 4, dst_row_stride=c2 * 4,
+                dst_col_stride=4, rows=r1 - r0, cols=c1 - c0))
+    _emit_staged_copies(layer, copies)
+    return layer.finish(out_shape, macs=0)
+
+
+__all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param",
+           "avg_pool2d_program", "choose_gemm_tiles", "conv2d_program", "elementwise_program",
+           "matmul_program", "mean_program", "transpose_program"]
