@@ -46,8 +46,11 @@ class _Layer:
         self.hw = hw
         self.b = ProgramBuilder(hw.machine(), layer_id)
         self.operands: list = []
+        self._has_output = False
 
     def input(self, operand, nbytes: int) -> int:
+        if self._has_output:
+            raise CodegenError("internal: input region declared after the output region")
         self.operands.append(operand)
         return self.b.region(nbytes, RegionKind.ARGUMENT)
 
@@ -59,6 +62,8 @@ class _Layer:
         return self.b.region(nbytes, RegionKind.SCRATCH)
 
     def output(self, shape) -> int:
+        """The output region; must be declared last (call_dps_packed passes it last)."""
+        self._has_output = True
         return self.b.region(_nbytes(shape), RegionKind.ARGUMENT)
 
     def finish(self, out_shape, macs: int, **notes) -> AcceleratorCall:
@@ -222,11 +227,11 @@ def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarra
     direct = (kh_, kw_, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
     if not direct:
         cols = layer.scratch(n_img * p * kc * ELEM_BYTES)
+    act = _load_relu_table(layer) if relu else 0
     out = layer.output(out_shape)
     if not direct:
         _emit_staged_copies(layer, _im2col_copies(hw, x, cols, (n_img, c_in, h, w), (oh, ow),
                                                   (kh_, kw_), attrs))
-    act = _load_relu_table(layer) if relu else 0
     for i in range(n_img):
         if direct:  # 1x1 stride-1 conv: A[p, c] = x[i, c, p], read in place
             a = Matrix(x + i * c_in * p * 4, 4, p * 4)
@@ -287,8 +292,8 @@ def matmul_program(hw: HardwareConfig, layer_id: int, a_shape, b_shape,
     b = layer.const(weight) if weight is not None else layer.input(Param(1), _nbytes(b_shape))
     bias_addr = layer.const(np.broadcast_to(bias, (n,))) if bias is not None else None
     res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
-    out = layer.output(out_shape)
     act = _load_relu_table(layer) if relu else 0
+    out = layer.output(out_shape)
     if len(b2) == 2:  # shared B: fold the batch of A into M
         rows = int(np.prod(a2[:-1]))
         d = Matrix(res, n * 4, 4) if res is not None else None
@@ -386,8 +391,8 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
             y = layer.input(other, _nbytes(shape))
         else:
             y = layer.const(np.broadcast_to(np.asarray(other, np.float32), shape))
-    out = layer.output(shape)
     act = _load_relu_table(layer) if relu else 0
+    out = layer.output(shape)
     operands = 2 if y is not None else 1
     tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * operands)))
     vec_op = {"add": VecOp.ADD, "multiply": VecOp.MUL, "maximum": VecOp.MAX, None: None}[op]

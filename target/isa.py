@@ -120,7 +120,7 @@ class ProgramBuilder:
         self._next_base = base + (int(size_bytes) + 63) // 64 * 64
         return base
 
-    def emit(self, op: Op, wait: int = 0, signal: int = 0, **operands: int) -> None:
+    def emit(self, op: Op, /, wait: int = 0, signal: int = 0, **operands: int) -> None:
         names = FIELDS[op]
         unknown = set(operands) - set(names)
         if unknown:

@@ -1,0 +1,403 @@
+// Decoding and static validation of programs (docs/ISA.md, "Program layout" and "Errors").
+#include "program.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace nm_accel {
+namespace {
+
+using i128 = __int128;
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+
+std::string Int128Str(i128 v) {
+  if (v > kInt64Max) return "2^63+";
+  return std::to_string(static_cast<int64_t>(v));
+}
+
+[[noreturn]] void FailHeader(const std::string& message) {
+  throw SimError("program header: " + message);
+}
+
+// Rows row .. row+count-1 of an on-chip memory (count >= 1 checked by the caller).
+void CheckRows(const OpId& id, const MachineConfig& cfg, int64_t mem, const char* row_name,
+               int64_t row, const char* count_name, int64_t count) {
+  if (row < 0) Fail(id, Str(row_name, " ", row, " must be >= 0"));
+  const int64_t limit = cfg.rows_of(mem);
+  if (static_cast<i128>(row) + count > limit) {
+    Fail(id, Str(row_name, " ", row, " + ", count_name, " ", count, " exceeds ", MemName(mem),
+                 " rows ", limit));
+  }
+}
+
+// Operand words past the opcode's last field must be 0 (catches encoder mistakes).
+void CheckUnusedZero(const OpId& id, const Instr& in, int first_unused) {
+  for (int i = first_unused; i < isa::kInstrWords; ++i) {
+    if (in[i] != 0) {
+      Fail(id, Str("word ", i, " is ", in[i], " but must be 0 (unused by ", OpName(in.op()), ")"));
+    }
+  }
+}
+
+void ValidateLoad(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::load;
+  const MachineConfig& cfg = prog.config();
+  CheckFlag(id, "dst_mem", in[f::kDstMem]);
+  CheckAtLeast(id, "rows", in[f::kRows], 1);
+  CheckInRange(id, "cols", in[f::kCols], 1, cfg.dim, "DIM");
+  CheckAtLeast(id, "pad_before", in[f::kPadBefore], 0);
+  CheckAtLeast(id, "pad_after", in[f::kPadAfter], 0);
+  const i128 pads = static_cast<i128>(in[f::kPadBefore]) + in[f::kPadAfter];
+  if (pads > in[f::kRows]) {
+    Fail(id, Str("pad_before ", in[f::kPadBefore], " + pad_after ", in[f::kPadAfter],
+                 " exceeds rows ", in[f::kRows]));
+  }
+  CheckRows(id, cfg, in[f::kDstMem], "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
+  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
+  CheckByteOperand(id, "row_stride", in[f::kRowStride]);
+  CheckByteOperand(id, "col_stride", in[f::kColStride]);
+  const int64_t data_rows = in[f::kRows] - static_cast<int64_t>(pads);
+  if (data_rows > 0) {
+    CheckDramAccess(id, prog, "reads",
+                    {in[f::kDramAddr], data_rows, in[f::kCols], in[f::kRowStride],
+                     in[f::kColStride]});
+  }
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+void ValidateStore(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::store;
+  const MachineConfig& cfg = prog.config();
+  CheckFlag(id, "src_mem", in[f::kSrcMem]);
+  CheckAtLeast(id, "rows", in[f::kRows], 1);
+  CheckInRange(id, "cols", in[f::kCols], 1, cfg.dim, "DIM");
+  CheckRows(id, cfg, in[f::kSrcMem], "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
+  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
+  CheckByteOperand(id, "row_stride", in[f::kRowStride]);
+  CheckByteOperand(id, "col_stride", in[f::kColStride]);
+  CheckDramAccess(id, prog, "writes",
+                  {in[f::kDramAddr], in[f::kRows], in[f::kCols], in[f::kRowStride],
+                   in[f::kColStride]});
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+void ValidateGemm(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::gemm;
+  const MachineConfig& cfg = prog.config();
+  CheckAtLeast(id, "m", in[f::kM], 1);
+  CheckInRange(id, "k", in[f::kK], 1, cfg.dim, "DIM");
+  CheckInRange(id, "n", in[f::kN], 1, cfg.dim, "DIM");
+  CheckFlag(id, "accumulate", in[f::kAccumulate]);
+  CheckRows(id, cfg, isa::kScratchpad, "a_row", in[f::kARow], "m", in[f::kM]);
+  CheckRows(id, cfg, isa::kScratchpad, "b_row", in[f::kBRow], "k", in[f::kK]);
+  CheckRows(id, cfg, isa::kAccumulator, "c_row", in[f::kCRow], "m", in[f::kM]);
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+void ValidateVec(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::vec;
+  const MachineConfig& cfg = prog.config();
+  CheckInRange(id, "op", in[f::kOp], isa::kVecAdd, isa::kVecMax);
+  CheckAtLeast(id, "rows", in[f::kRows], 1);
+  CheckFlag(id, "b_broadcast", in[f::kBBroadcast]);
+  CheckRows(id, cfg, isa::kAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
+  CheckRows(id, cfg, isa::kAccumulator, "a_row", in[f::kARow], "rows", in[f::kRows]);
+  if (in[f::kBBroadcast]) {
+    CheckRows(id, cfg, isa::kAccumulator, "b_row", in[f::kBRow], "broadcast rows", 1);
+  } else {
+    CheckRows(id, cfg, isa::kAccumulator, "b_row", in[f::kBRow], "rows", in[f::kRows]);
+  }
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+void ValidatePwl(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::pwl;
+  const MachineConfig& cfg = prog.config();
+  CheckAtLeast(id, "rows", in[f::kRows], 1);
+  CheckRows(id, cfg, isa::kAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
+  CheckRows(id, cfg, isa::kAccumulator, "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
+  CheckTable(id, cfg, in[f::kTableBase], in[f::kNumSegments]);
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+void ValidateLoadPwl(const OpId& id, const Instr& in, const Program& prog) {
+  namespace f = isa::load_pwl;
+  CheckTable(id, prog.config(), in[f::kTableBase], in[f::kNumSegments]);
+  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
+  CheckDramAccess(id, prog, "reads",
+                  {in[f::kDramAddr], 1, 3 * in[f::kNumSegments], 0, isa::kElemBytes});
+  CheckUnusedZero(id, in, f::kEnd);
+}
+
+}  // namespace
+
+void CheckInRange(const OpId& id, const char* name, int64_t v, int64_t lo, int64_t hi,
+                  const char* hi_name) {
+  if (v < lo || v > hi) {
+    Fail(id, Str(name, " ", v, " out of range ", lo, "..", hi,
+                 hi_name ? Str(" (", hi_name, ")") : std::string()));
+  }
+}
+
+void CheckAtLeast(const OpId& id, const char* name, int64_t v, int64_t lo) {
+  if (v < lo) Fail(id, Str(name, " ", v, " must be >= ", lo));
+}
+
+void CheckFlag(const OpId& id, const char* name, int64_t v) {
+  if (v != 0 && v != 1) Fail(id, Str(name, " ", v, " must be 0 or 1"));
+}
+
+// DRAM byte addresses and strides: non-negative multiples of 4.
+void CheckByteOperand(const OpId& id, const char* name, int64_t v) {
+  if (v < 0) Fail(id, Str(name, " ", v, " must be >= 0"));
+  if (v % isa::kElemBytes != 0) Fail(id, Str(name, " ", v, " is not a multiple of 4"));
+}
+
+void CheckTable(const OpId& id, const MachineConfig& cfg, int64_t table_base,
+                int64_t n_segments) {
+  CheckInRange(id, "n_segments", n_segments, 1, cfg.pwl_entries, "pwl_entries");
+  if (table_base < 0) Fail(id, Str("table_base ", table_base, " must be >= 0"));
+  if (static_cast<i128>(table_base) + n_segments > cfg.pwl_entries) {
+    Fail(id, Str("table_base ", table_base, " + n_segments ", n_segments,
+                 " exceeds pwl_entries ", cfg.pwl_entries));
+  }
+}
+
+const char* OpName(int64_t op) {
+  switch (op) {
+    case isa::kLoad: return "LOAD";
+    case isa::kStore: return "STORE";
+    case isa::kGemm: return "GEMM";
+    case isa::kVec: return "VEC";
+    case isa::kPwl: return "PWL";
+    case isa::kLoadPwl: return "LOAD_PWL";
+    case isa::kLoopGemm: return "LOOP_GEMM";
+    default: return nullptr;
+  }
+}
+
+const char* MemName(int64_t mem) {
+  return mem == isa::kScratchpad ? "scratchpad" : "accumulator";
+}
+
+const char* QueueName(int q) {
+  switch (q) {
+    case isa::kQueueLoad: return "load";
+    case isa::kQueueCompute: return "compute";
+    default: return "store";
+  }
+}
+
+int QueueOf(int64_t op) {
+  switch (op) {
+    case isa::kLoad:
+    case isa::kLoadPwl: return isa::kQueueLoad;
+    case isa::kStore: return isa::kQueueStore;
+    default: return isa::kQueueCompute;
+  }
+}
+
+static std::string OpLabel(int64_t op) {
+  const char* name = OpName(op);
+  return name ? std::string(name) : Str("opcode ", op);
+}
+
+std::string Describe(const OpId& id) {
+  if (id.micro < 0) return Str("instruction ", id.index, " (", OpLabel(id.op), ")");
+  return Str("instruction ", id.index, " (LOOP_GEMM) micro-op ", id.micro, " (", OpLabel(id.op),
+             ")");
+}
+
+void Fail(const OpId& id, const std::string& message) {
+  throw SimError(Describe(id) + ": " + message);
+}
+
+Program::Program(const int64_t* words, int64_t n_words) : words_(words), n_words_(n_words) {
+  DecodeHeader();
+  DecodeRegions();
+}
+
+void Program::DecodeHeader() {
+  if (n_words_ < isa::kHeaderWords) {
+    FailHeader(Str("program has ", n_words_, " words, fewer than the ", isa::kHeaderWords,
+                   "-word header (truncated?)"));
+  }
+  const int64_t* h = words_;
+  if (h[isa::kHdrMagic] != isa::kMagic) {
+    FailHeader(Str("bad magic 0x", std::hex, h[isa::kHdrMagic], " (expected 0x", isa::kMagic,
+                   " \"NMAC\")"));
+  }
+  if (h[isa::kHdrVersion] != isa::kVersion) {
+    FailHeader(Str("ISA version ", h[isa::kHdrVersion], " is not supported (simulator implements ",
+                   isa::kVersion, ")"));
+  }
+  const int64_t n_regions = h[isa::kHdrNumRegions];
+  num_instr_ = h[isa::kHdrNumInstr];
+  if (n_regions < 0) FailHeader(Str("n_regions ", n_regions, " must be >= 0"));
+  if (num_instr_ < 0) FailHeader(Str("n_instr ", num_instr_, " must be >= 0"));
+  const i128 expected = static_cast<i128>(isa::kHeaderWords) +
+                        static_cast<i128>(n_regions) * isa::kRegionWords +
+                        static_cast<i128>(num_instr_) * isa::kInstrWords;
+  if (expected != n_words_) {
+    FailHeader(Str("program has ", n_words_, " words but the header announces ",
+                   Int128Str(expected), " (16 + 4 * n_regions ", n_regions, " + 32 * n_instr ",
+                   num_instr_, "): truncated or corrupt program"));
+  }
+
+  MachineConfig& c = config_;
+  c.layer_id = h[isa::kHdrLayerId];
+  c.dim = h[isa::kHdrDim];
+  c.sp_rows = h[isa::kHdrSpRows];
+  c.acc_rows = h[isa::kHdrAccRows];
+  c.pwl_entries = h[isa::kHdrPwlEntries];
+  c.dtype = h[isa::kHdrOperandDtype];
+  c.dram_bytes = h[isa::kHdrDramBytes];
+  c.dram_bw = h[isa::kHdrDramBw];
+  c.dram_latency = h[isa::kHdrDramLatency];
+
+  auto check = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) FailHeader(Str(name, " ", v, " out of range ", lo, "..", hi));
+  };
+  check("DIM", c.dim, 1, kMaxDim);
+  check("sp_rows", c.sp_rows, 1, kMaxOnChipRows);
+  check("acc_rows", c.acc_rows, 1, kMaxOnChipRows);
+  check("pwl_entries", c.pwl_entries, 1, kMaxPwlEntries);
+  check("operand dtype", c.dtype, isa::kFp32, isa::kBf16);
+  check("dram_bytes", c.dram_bytes, 1, kInt64Max);
+  check("DRAM bandwidth", c.dram_bw, 1, kInt64Max);
+  check("DRAM latency", c.dram_latency, 0, kMaxDramLatency);
+  if (c.sp_rows * c.dim > kMaxOnChipElements || c.acc_rows * c.dim > kMaxOnChipElements) {
+    FailHeader(Str("on-chip memories larger than ", kMaxOnChipElements,
+                   " elements are not supported (sp_rows ", c.sp_rows, ", acc_rows ", c.acc_rows,
+                   ", DIM ", c.dim, ")"));
+  }
+  for (int i = isa::kHdrReservedBegin; i < isa::kHeaderWords; ++i) {
+    if (h[i] != 0) FailHeader(Str("reserved word ", i, " is ", h[i], " but must be 0"));
+  }
+}
+
+void Program::DecodeRegions() {
+  const int64_t n_regions = words_[isa::kHdrNumRegions];
+  const int64_t dram_bytes = config_.dram_bytes;
+  regions_.reserve(static_cast<size_t>(n_regions));
+  for (int64_t i = 0; i < n_regions; ++i) {
+    const int64_t* r = words_ + isa::kHeaderWords + i * isa::kRegionWords;
+    Region reg{r[isa::kRegBase], r[isa::kRegSize], r[isa::kRegKind]};
+    const std::string name = Str("region ", i, ": ");
+    if (reg.base < 0 || reg.base % isa::kElemBytes != 0) {
+      throw SimError(name + Str("base ", reg.base, " must be a non-negative multiple of 4"));
+    }
+    if (reg.size <= 0 || reg.size % isa::kElemBytes != 0) {
+      throw SimError(name + Str("size ", reg.size, " must be a positive multiple of 4"));
+    }
+    if (reg.kind != isa::kRegionArgument && reg.kind != isa::kRegionScratch) {
+      throw SimError(name + Str("kind ", reg.kind, " must be 0 (argument) or 1 (scratch)"));
+    }
+    if (r[isa::kRegReserved] != 0) {
+      throw SimError(name + Str("reserved word is ", r[isa::kRegReserved], " but must be 0"));
+    }
+    if (static_cast<i128>(reg.base) + reg.size > dram_bytes) {
+      throw SimError(name + Str("[", reg.base, ", ", Int128Str(static_cast<i128>(reg.base) +
+                                                                reg.size),
+                                ") ends past dram_bytes ", dram_bytes));
+    }
+    regions_.push_back(reg);
+  }
+  by_base_.resize(regions_.size());
+  for (size_t i = 0; i < by_base_.size(); ++i) by_base_[i] = static_cast<int64_t>(i);
+  std::sort(by_base_.begin(), by_base_.end(),
+            [&](int64_t a, int64_t b) { return regions_[a].base < regions_[b].base; });
+  for (size_t i = 1; i < by_base_.size(); ++i) {
+    const Region& prev = regions_[by_base_[i - 1]];
+    const Region& cur = regions_[by_base_[i]];
+    if (prev.end() > cur.base) {
+      throw SimError(Str("regions ", by_base_[i - 1], " [", prev.base, ", ", prev.end(), ") and ",
+                         by_base_[i], " [", cur.base, ", ", cur.end(), ") overlap"));
+    }
+  }
+}
+
+int64_t Program::num_argument_regions() const {
+  return std::count_if(regions_.begin(), regions_.end(),
+                       [](const Region& r) { return r.kind == isa::kRegionArgument; });
+}
+
+Instr Program::instr(int64_t i) const {
+  Instr in;
+  const int64_t* src = words_ + isa::kHeaderWords +
+                       static_cast<int64_t>(regions_.size()) * isa::kRegionWords +
+                       i * isa::kInstrWords;
+  std::copy(src, src + isa::kInstrWords, in.w.begin());
+  return in;
+}
+
+int64_t Program::RegionAt(int64_t addr) const {
+  // Last region whose base is <= addr.
+  auto it = std::upper_bound(by_base_.begin(), by_base_.end(), addr,
+                             [&](int64_t a, int64_t idx) { return a < regions_[idx].base; });
+  if (it == by_base_.begin()) return -1;
+  const int64_t idx = *(it - 1);
+  return addr < regions_[idx].end() ? idx : -1;
+}
+
+int64_t Program::RegionContaining(int64_t lo, int64_t hi) const {
+  const int64_t idx = RegionAt(lo);
+  return (idx >= 0 && hi <= regions_[idx].end()) ? idx : -1;
+}
+
+int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
+                        const DramAccess& a) {
+  // Strides are non-negative, so the first and last elements bound the access.
+  const i128 lo = a.addr;
+  const i128 hi = lo + static_cast<i128>(a.rows - 1) * a.row_stride +
+                  static_cast<i128>(a.cols - 1) * a.col_stride + isa::kElemBytes;
+  const int64_t region = hi <= kInt64Max ? prog.RegionContaining(a.addr, static_cast<int64_t>(hi))
+                                         : -1;
+  if (region >= 0) return region;
+  const int64_t at = prog.RegionAt(a.addr);
+  const std::string where =
+      at >= 0 ? Str("region ", at, " is [", prog.regions()[at].base, ", ",
+                    prog.regions()[at].end(), ")")
+              : Str("no region contains address ", a.addr);
+  Fail(id, Str(what, " DRAM bytes [", a.addr, ", ", Int128Str(hi), ") (", a.rows, " x ", a.cols,
+               " elements, strides ", a.row_stride, "/", a.col_stride,
+               ") which are not inside one region (", where, ")"));
+}
+
+void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {
+  const int64_t op = in.op();
+  if (op < isa::kFirstOp || op > isa::kLastOp) Fail(id, Str("unknown opcode ", op));
+  if (op == isa::kLoopGemm) {
+    if (in.wait() != 0 || in.signal() != 0) {
+      Fail(id, Str("wait mask ", in.wait(), " and signal mask ", in.signal(),
+                   " must be 0 (LOOP_GEMM is a barrier)"));
+    }
+    return;
+  }
+  const int own = QueueOf(op);
+  const std::pair<const char*, int64_t> masks[] = {{"wait", in.wait()}, {"signal", in.signal()}};
+  for (const auto& [name, mask] : masks) {
+    if (mask < 0 || mask >= (1 << isa::kNumQueues)) {
+      Fail(id, Str(name, " mask ", mask, " has bits outside 0..2"));
+    }
+    if (mask & (int64_t{1} << own)) {
+      Fail(id, Str(name, " mask ", mask, " sets bit ", own, ", the instruction's own (",
+                   QueueName(own), ") queue"));
+    }
+  }
+}
+
+void ValidateInstr(const OpId& id, const Instr& in, const Program& prog) {
+  ValidateOpcodeAndMasks(id, in);
+  switch (in.op()) {
+    case isa::kLoad: ValidateLoad(id, in, prog); break;
+    case isa::kStore: ValidateStore(id, in, prog); break;
+    case isa::kGemm: ValidateGemm(id, in, prog); break;
+    case isa::kVec: ValidateVec(id, in, prog); break;
+    case isa::kPwl: ValidatePwl(id, in, prog); break;
+    case isa::kLoadPwl: ValidateLoadPwl(id, in, prog); break;
+    default: CheckUnusedZero(id, in, isa::loop_gemm::kEnd); break;  // rest: PlanLoopGemm
+  }
+}
+
+}  // namespace nm_accel

@@ -1,0 +1,255 @@
+// Timing, dependency tokens and race detection (docs/ISA.md, "Dependency tokens" and "Costs").
+#include "scheduler.h"
+
+#include <algorithm>
+
+namespace nm_accel {
+namespace {
+
+int64_t CheckedAdd(int64_t a, int64_t b, const char* what) {
+  int64_t out;
+  if (__builtin_add_overflow(a, b, &out)) throw SimError(Str(what, " overflows int64"));
+  return out;
+}
+
+int64_t CeilLog2(int64_t n) {
+  int64_t bits = 0;
+  while ((int64_t{1} << bits) < n) ++bits;
+  return bits;
+}
+
+const char* RowName(int mem) {
+  switch (mem) {
+    case 0: return "scratchpad row";
+    case 1: return "accumulator row";
+    default: return "PWL table entry";
+  }
+}
+
+// Rows a LOAD takes from DRAM (the padding rows are zeros made on chip).
+int64_t LoadDataRows(const Instr& in) {
+  return in[isa::load::kRows] - in[isa::load::kPadBefore] - in[isa::load::kPadAfter];
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg) {
+  const int64_t sizes[kNumMemories] = {cfg.sp_rows, cfg.acc_rows, cfg.pwl_entries};
+  for (int m = 0; m < kNumMemories; ++m) {
+    RowLog& log = rows_[m];
+    const size_t n = static_cast<size_t>(sizes[m]);
+    log.write_end.assign(n, 0);
+    log.read_end.assign(n, 0);
+    log.writer.assign(n, OpId{});
+    log.reader.assign(n, OpId{});
+  }
+  stats_[isa::kStatLayerId] = cfg.layer_id;
+}
+
+int64_t Scheduler::Cost(const Instr& in) const {
+  auto dma = [&](int64_t bytes) {
+    return cfg_.dram_latency + bytes / cfg_.dram_bw + (bytes % cfg_.dram_bw != 0);
+  };
+  switch (in.op()) {
+    case isa::kLoad:
+      return dma(LoadDataRows(in) * in[isa::load::kCols] * isa::kElemBytes);
+    case isa::kStore:
+      return dma(in[isa::store::kRows] * in[isa::store::kCols] * isa::kElemBytes);
+    case isa::kLoadPwl:
+      return dma(3 * isa::kElemBytes * in[isa::load_pwl::kNumSegments]);
+    case isa::kGemm:
+      return in[isa::gemm::kK] + in[isa::gemm::kM] + 2 * cfg_.dim - 2;
+    case isa::kVec:
+      return in[isa::vec::kRows];
+    default:  // PWL
+      return in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNumSegments]);
+  }
+}
+
+int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t start) {
+  for (int q = 0; q < isa::kNumQueues; ++q) {
+    if (!(in.wait() & (int64_t{1} << q))) continue;
+    std::deque<int64_t>& channel = channels_[q][queue];
+    if (channel.empty()) {
+      throw SimError(Str("deadlock: ", Describe(id), " waits for a token from the ",
+                         QueueName(q), " queue that no earlier instruction signalled"));
+    }
+    start = std::max(start, channel.front());
+    channel.pop_front();
+  }
+  return start;
+}
+
+std::vector<Scheduler::Span> Scheduler::Accesses(const Instr& in) const {
+  switch (in.op()) {
+    case isa::kLoad: {
+      namespace f = isa::load;
+      const Memory mem = in[f::kDstMem] == isa::kScratchpad ? kSp : kAcc;
+      return {{mem, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
+    }
+    case isa::kStore: {
+      namespace f = isa::store;
+      const Memory mem = in[f::kSrcMem] == isa::kScratchpad ? kSp : kAcc;
+      return {{mem, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false}};
+    }
+    case isa::kGemm: {
+      namespace f = isa::gemm;
+      std::vector<Span> spans = {
+          {kSp, in[f::kARow], in[f::kARow] + in[f::kM], false},
+          {kSp, in[f::kBRow], in[f::kBRow] + in[f::kK], false},
+          {kAcc, in[f::kCRow], in[f::kCRow] + in[f::kM], true}};
+      if (in[f::kAccumulate]) spans.push_back({kAcc, in[f::kCRow], in[f::kCRow] + in[f::kM], false});
+      return spans;
+    }
+    case isa::kVec: {
+      namespace f = isa::vec;
+      const int64_t b_rows = in[f::kBBroadcast] ? 1 : in[f::kRows];
+      return {{kAcc, in[f::kARow], in[f::kARow] + in[f::kRows], false},
+              {kAcc, in[f::kBRow], in[f::kBRow] + b_rows, false},
+              {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
+    }
+    case isa::kPwl: {
+      namespace f = isa::pwl;
+      return {{kAcc, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false},
+              {kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNumSegments], false},
+              {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
+    }
+    default: {  // LOAD_PWL
+      namespace f = isa::load_pwl;
+      return {{kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNumSegments], true}};
+    }
+  }
+}
+
+void Scheduler::CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const {
+  auto race = [&](const Span& s, int64_t row, const OpId& other, const char* other_verb,
+                  int64_t other_end) {
+    throw SimError(Str("race: ", Describe(id), s.write ? " writes " : " reads ", RowName(s.mem),
+                       " ", row, " at cycle ", start, " before ", Describe(other), " finishes ",
+                       other_verb, " it at cycle ", other_end, "; add a dependency token"));
+  };
+  for (const Span& s : spans) {
+    const RowLog& log = rows_[s.mem];
+    for (int64_t r = s.lo; r < s.hi; ++r) {
+      if (log.write_end[r] > start) race(s, r, log.writer[r], "writing", log.write_end[r]);
+      if (s.write && log.read_end[r] > start) race(s, r, log.reader[r], "reading", log.read_end[r]);
+    }
+  }
+}
+
+void Scheduler::RecordAccesses(const OpId& id, const std::vector<Span>& spans, int64_t end) {
+  for (const Span& s : spans) {
+    RowLog& log = rows_[s.mem];
+    for (int64_t r = s.lo; r < s.hi; ++r) {
+      if (s.write) {
+        log.write_end[r] = end;
+        log.writer[r] = id;
+      } else if (end > log.read_end[r]) {
+        log.read_end[r] = end;
+        log.reader[r] = id;
+      }
+    }
+  }
+}
+
+void Scheduler::Add(isa::Stat stat, int64_t value) {
+  stats_[stat] = CheckedAdd(stats_[stat], value, "a statistics counter");
+}
+
+void Scheduler::Count(const Instr& in) {
+  const int64_t dim = cfg_.dim;
+  const int64_t sp_elem = cfg_.sp_elem_bytes();
+  auto add_mem = [&](int64_t mem, bool write, int64_t elements) {
+    if (mem == isa::kScratchpad) {
+      Add(write ? isa::kStatSpWriteBytes : isa::kStatSpReadBytes, elements * sp_elem);
+    } else {
+      Add(write ? isa::kStatAccWriteBytes : isa::kStatAccReadBytes, elements * 4);
+    }
+  };
+  switch (in.op()) {
+    case isa::kLoad: {
+      namespace f = isa::load;
+      Add(isa::kStatNumLoad, 1);
+      Add(isa::kStatDramReadBytes, LoadDataRows(in) * in[f::kCols] * isa::kElemBytes);
+      add_mem(in[f::kDstMem], true, in[f::kRows] * dim);  // whole rows, zeros included
+      break;
+    }
+    case isa::kStore: {
+      namespace f = isa::store;
+      Add(isa::kStatNumStore, 1);
+      Add(isa::kStatDramWriteBytes, in[f::kRows] * in[f::kCols] * isa::kElemBytes);
+      add_mem(in[f::kSrcMem], false, in[f::kRows] * in[f::kCols]);
+      break;
+    }
+    case isa::kGemm: {
+      namespace f = isa::gemm;
+      const int64_t m = in[f::kM], k = in[f::kK], n = in[f::kN];
+      Add(isa::kStatNumGemm, 1);
+      Add(isa::kStatMacs, m * k * n);
+      add_mem(isa::kScratchpad, false, m * k + k * n);
+      add_mem(isa::kAccumulator, true, m * n);
+      if (in[f::kAccumulate]) add_mem(isa::kAccumulator, false, m * n);
+      break;
+    }
+    case isa::kVec: {
+      namespace f = isa::vec;
+      const int64_t rows = in[f::kRows];
+      Add(isa::kStatNumVec, 1);
+      Add(isa::kStatVecElements, rows * dim);
+      add_mem(isa::kAccumulator, false, (rows + (in[f::kBBroadcast] ? 1 : rows)) * dim);
+      add_mem(isa::kAccumulator, true, rows * dim);
+      break;
+    }
+    case isa::kPwl: {
+      const int64_t elements = in[isa::pwl::kRows] * dim;
+      Add(isa::kStatNumPwl, 1);
+      Add(isa::kStatPwlElements, elements);
+      add_mem(isa::kAccumulator, false, elements);
+      add_mem(isa::kAccumulator, true, elements);
+      break;
+    }
+    default:  // LOAD_PWL
+      Add(isa::kStatNumLoadPwl, 1);
+      Add(isa::kStatDramReadBytes, 3 * isa::kElemBytes * in[isa::load_pwl::kNumSegments]);
+      break;
+  }
+}
+
+void Scheduler::Issue(const OpId& id, const Instr& in) {
+  const int queue = QueueOf(in.op());
+  const int64_t start = PopTokens(id, in, queue, engine_free_[queue]);
+  const int64_t cost = Cost(in);
+  const int64_t end = CheckedAdd(start, cost, "the cycle count");
+
+  const std::vector<Span> spans = Accesses(in);
+  CheckRaces(id, spans, start);
+  RecordAccesses(id, spans, end);
+
+  engine_free_[queue] = end;
+  last_end_ = std::max(last_end_, end);
+  for (int q = 0; q < isa::kNumQueues; ++q) {
+    if (in.signal() & (int64_t{1} << q)) channels_[queue][q].push_back(end);
+  }
+  Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost);
+  stats_[isa::kStatCycles] = last_end_;
+  Count(in);
+}
+
+void Scheduler::BeginBarrier() {
+  engine_free_.fill(last_end_);
+  std::swap(channels_, saved_channels_);  // the expansion starts with empty channels
+  Add(isa::kStatNumLoopGemm, 1);
+}
+
+void Scheduler::EndBarrier(const OpId& id) {
+  for (const auto& row : channels_) {
+    for (const auto& channel : row) {
+      // The expansion pops every token it pushes; a leftover one is a simulator bug.
+      if (!channel.empty()) Fail(id, "internal error: LOOP_GEMM expansion left a token behind");
+    }
+  }
+  std::swap(channels_, saved_channels_);
+  engine_free_.fill(last_end_);
+}
+
+}  // namespace nm_accel

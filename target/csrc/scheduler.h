@@ -1,0 +1,67 @@
+// Timing model: three in-order engines, dependency-token FIFOs, race detection, statistics.
+#ifndef NM_ACCEL_SCHEDULER_H_
+#define NM_ACCEL_SCHEDULER_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "program.h"
+
+namespace nm_accel {
+
+using StatsRecord = std::array<int64_t, isa::kNumStats>;
+
+class Scheduler {
+ public:
+  explicit Scheduler(const MachineConfig& cfg);
+
+  // Times one validated instruction or micro-op: pops its tokens, checks its on-chip accesses
+  // against unfinished ones, pushes its tokens and counts it. Throws SimError on a deadlock or
+  // a race.
+  void Issue(const OpId& id, const Instr& in);
+
+  // LOOP_GEMM is a barrier with token channels of its own: Begin waits for every earlier
+  // instruction, End makes every later one wait for the expansion.
+  void BeginBarrier();
+  void EndBarrier(const OpId& id);
+
+  const StatsRecord& stats() const { return stats_; }
+
+ private:
+  // On-chip memories tracked for races.
+  enum Memory { kSp = 0, kAcc = 1, kTable = 2, kNumMemories = 3 };
+  // Rows [lo, hi) of a memory that an operation reads or writes.
+  struct Span {
+    Memory mem;
+    int64_t lo, hi;
+    bool write;
+  };
+  // Per row: when the last writer and the latest-finishing reader complete, and who they are.
+  struct RowLog {
+    std::vector<int64_t> write_end, read_end;
+    std::vector<OpId> writer, reader;
+  };
+  using Channels = std::array<std::array<std::deque<int64_t>, isa::kNumQueues>, isa::kNumQueues>;
+
+  int64_t Cost(const Instr& in) const;
+  int64_t PopTokens(const OpId& id, const Instr& in, int queue, int64_t start);
+  std::vector<Span> Accesses(const Instr& in) const;
+  void CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const;
+  void RecordAccesses(const OpId& id, const std::vector<Span>& spans, int64_t end);
+  void Count(const Instr& in);
+  void Add(isa::Stat stat, int64_t value);
+
+  const MachineConfig& cfg_;
+  std::array<int64_t, isa::kNumQueues> engine_free_{};
+  Channels channels_;
+  Channels saved_channels_;  // the program's channels while a LOOP_GEMM runs on fresh ones
+  int64_t last_end_ = 0;     // latest completion so far (total cycles)
+  std::array<RowLog, kNumMemories> rows_;
+  StatsRecord stats_{};
+};
+
+}  // namespace nm_accel
+
+#endif  // NM_ACCEL_SCHEDULER_H_
