@@ -86,7 +86,7 @@ def _gemm_patterns():
 
 
 def _simple(name, op, check, relu_variant=False):
-    anchor = is_op(op)(*([wildcard()] * (2 if op in _BINARY else 1)))
+    anchor = is_op(op)(*[wildcard() for _ in range(2 if op in _BINARY else 1)])
     pats = []
     if relu_variant:
         pats.append(FusionPattern(f"{CODEGEN}.{name}_relu", is_op("relax.nn.relu")(anchor),

@@ -7,6 +7,7 @@ escaped the accelerator; strict mode makes that a compile error naming each op a
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from .lower_to_accelerator import RUN_FUNC
@@ -14,8 +15,9 @@ from .lower_to_accelerator import RUN_FUNC
 VIEW_OPS = {"relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"}
 
 
+@tvm_ffi.register_error
 class NotGemmOnlyError(ValueError):
-    """Compute left on the host in strict mode."""
+    """Compute left on the host in strict mode (registered so it crosses the FFI intact)."""
 
 
 def host_ops(mod: tvm.IRModule) -> list[tuple[str, str]]:

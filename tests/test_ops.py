@@ -14,7 +14,8 @@ def _model(nodes, inputs, output_shape, inits=()):
         nodes, "op",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits])
+        [numpy_helper.from_array(v if v.dtype == np.int64 else v.astype(np.float32), k)
+         for k, v in inits])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(proto)
     return proto
@@ -123,7 +124,6 @@ def test_transpose_as_data_movement(rng, shape, perm):
 def test_reshape_is_a_view(rng):
     nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
              helper.make_node("MatMul", ["r", "w"], ["y"])]
-    graph_inits = [numpy_helper.from_array(np.array([6, 10], np.int64), "shape")]
-    proto = _model(nodes, {"x": [2, 3, 10]}, [6, 4], [("w", rng.standard_normal((10, 4)))])
-    proto.graph.initializer.extend(graph_inits)
+    proto = _model(nodes, {"x": [2, 3, 10]}, [6, 4], [("w", rng.standard_normal((10, 4))),
+                                                     ("shape", np.array([6, 10], np.int64))])
     _check(proto, {"x": rng.standard_normal((2, 3, 10)).astype(np.float32)})
