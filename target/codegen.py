@@ -91,35 +91,37 @@ class GemmTiles:
     tile_n: int
 
 
-def choose_gemm_tiles(hw: HardwareConfig, m: int, k: int, n: int) -> GemmTiles:
+def choose_gemm_tiles(hw: HardwareConfig, m: int, k: int, n: int, has_d: bool = False) -> GemmTiles:
     """Pick LOOP_GEMM tile sizes that fit double-buffered and minimise modelled cycles.
 
     Scratchpad: 2 * (tile_k * tile_m + tile_k * DIM * tile_n) rows; accumulator:
-    2 * tile_m * tile_n + tile_n rows (docs/ISA.md). The estimate takes the slower of the
-    compute engine (GEMM tile costs) and the DMA engines (bytes / bandwidth + per-DMA latency),
-    since double buffering overlaps them.
+    2 * tile_m * tile_n + tile_n rows (docs/ISA.md). The estimate follows the LOOP_GEMM
+    expansion: per step, ``tile_k`` A loads and ``tile_n`` B loads on the load engine and
+    ``tile_k * tile_n`` GEMMs on the compute engine; per output tile ``tile_n`` stores. Double
+    buffering overlaps the engines, so the slowest engine's total is the cost.
     """
-    d = hw.dim
+    d, lat, bw = hw.dim, hw.dram_latency, hw.dram_bw
     kb, nb = _ceil(k, d), _ceil(n, d)
+    dma = lambda elems: lat + _ceil(elems * ELEM_BYTES, bw)
     pow2 = lambda limit: sorted({min(limit, 1 << i) for i in range(limit.bit_length() + 1)})
     m_cands = sorted({min(m, d * t) for t in pow2(_ceil(m, d))} | {m})
     best, best_cost = None, None
     for tk, tn, tm in product(pow2(kb), pow2(nb), m_cands):
         if 2 * (tk * tm + tk * d * tn) > hw.sp_rows or 2 * tm * tn + tn > hw.acc_rows:
             continue
-        n_groups, m_tiles, k_groups = _ceil(nb, tn), _ceil(m, tm), _ceil(kb, tk)
-        tiles = n_groups * m_tiles * k_groups
-        compute = tiles * tk * tn * (d + tm + 2 * d - 2)
-        dram_bytes = 4 * (m * k * n_groups + k * n * m_tiles + m * n)
-        n_dma = tiles * (tk + tk * tn) + n_groups * m_tiles * tn
-        dma = dram_bytes / hw.dram_bw + n_dma * hw.dram_latency
-        cost = (max(compute, dma), n_dma)
+        tiles = _ceil(nb, tn) * _ceil(m, tm)
+        steps = tiles * _ceil(kb, tk)
+        load = steps * (tk * dma(tm * d) + tn * dma(tk * d * d))
+        load += tiles * tn * dma(tm * d) if has_d else 0
+        compute = steps * tk * tn * (d + tm + 2 * d - 2)
+        store = tiles * tn * dma(tm * d)
+        cost = (max(load, compute, store), steps)
         if best_cost is None or cost < best_cost:
             best, best_cost = GemmTiles(tm, tk, tn), cost
     if best is None:
         raise CodegenError(
             f"no GEMM tiling fits: scratchpad has {hw.sp_rows} rows and accumulator "
-            f"{hw.acc_rows} rows of {d} elements; at least {4 * d} and {3} are needed")
+            f"{hw.acc_rows} rows of {d} elements; at least {4 * d} and {3 * d} are needed")
     return best
 
 
@@ -135,7 +137,7 @@ class Matrix:
 def _emit_loop_gemm(layer: _Layer, a: Matrix, b: Matrix, c: Matrix, m: int, k: int, n: int,
                     bias_addr: int | None = None, d: Matrix | None = None,
                     act_segments: int = 0) -> None:
-    tiles = choose_gemm_tiles(layer.hw, m, k, n)
+    tiles = choose_gemm_tiles(layer.hw, m, k, n, has_d=d is not None)
     d = d or Matrix(0, 0, 0)
     layer.b.emit(
         Op.LOOP_GEMM,
