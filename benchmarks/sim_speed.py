@@ -59,7 +59,7 @@ def main() -> None:
         table.add_row(r["model"], f"{r['ort_s'] * 1e3:.2f} ms", f"{r['sim_s'] * 1e3:.1f} ms",
                       f"{r['ratio']:.0f}x", f"{r['macs']:,}", f"{r['sim_macs_per_s']:.3g}",
                       f"{r['cycles']:,}")
-    Console().print(table)
+    Console(width=max(130, Console().width)).print(table)
 
 
 if __name__ == "__main__":

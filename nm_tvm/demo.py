@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", default=nm_tvm.DEFAULT_TARGET,
                         help="nm/<preset> or a hardware JSON file (default: %(default)s)")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=max(130, Console().width))
     model = small_cnn()
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
 

@@ -99,3 +99,13 @@ def test_run_rejects_bad_inputs():
         compiled.run({"input": np.zeros((4, 63), np.float32)})
     with pytest.raises(nm_tvm.InputError, match="dtype"):
         compiled.run({"input": good.astype(np.float64)})
+
+
+def test_validate_reports_every_output_and_the_bound():
+    report = nm_tvm.validate(small_cnn(), target="nm/bf16-32x32", with_bound=True)
+    assert report.target == "bf16-32x32"
+    (out,) = report.outputs
+    assert out.name == "logits"
+    assert 0 < out.max_rel_err < 0.05 and out.cosine > 0.999
+    assert out.within_bound is True and out.bound > out.max_abs_err
+    assert report.stats.macs == analytic_macs(small_cnn())
