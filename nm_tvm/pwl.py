@@ -1,0 +1,286 @@
+"""Piecewise-linear (PWL) tables: fitting, exact PL functions, evaluation with the
+accelerator's numerics.
+
+A table is what the accelerator's PWL unit holds (docs/ISA.md, PWL / LOAD_PWL): segment ``s``
+covers ``[breakpoint_s, breakpoint_{s+1})`` (segment 0 from -inf) and maps ``x`` to
+``fp32(fp32(slope_s * x) + intercept_s)``. Fitted tables have, inside the fitted range
+``[lo, hi]``, segments placed non-uniformly ("horizontal": denser where ``|f''|`` is large and
+where calibration samples fall, then iteratively equalising the segments' errors) and
+intercepts shifted so the error over the sample distribution has zero mean in every segment
+("vertical"). Outside ``[lo, hi]`` two segments on each side follow the function's asymptotic
+trend (see ``_outer_lines``), so out-of-range inputs get defined values, never garbage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GRID = 4097  # evaluation points per fitted range for error measurement
+
+
+@dataclass
+class PWLTable:
+    breakpoints: np.ndarray  # (n,), breakpoints[0] is -inf
+    slopes: np.ndarray
+    intercepts: np.ndarray
+    name: str = ""
+    lo: float = -np.inf
+    hi: float = np.inf
+    max_err: float = 0.0
+    mean_abs_err: float = 0.0
+    exact: bool = False
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def segments(self) -> int:
+        return len(self.slopes)
+
+    def to_array(self) -> np.ndarray:
+        """(n, 3) fp32 rows (breakpoint, slope, intercept): the LOAD_PWL layout."""
+        return np.stack([self.breakpoints, self.slopes, self.intercepts], 1).astype(np.float32)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray, name: str = "") -> "PWLTable":
+        arr = np.asarray(arr, np.float32)
+        return cls(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), name)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate as the accelerator does: fp32 multiply, then fp32 add."""
+        x = np.asarray(x, np.float32)
+        idx = np.searchsorted(self.breakpoints[1:].astype(np.float32), x, side="right")
+        s = self.slopes.astype(np.float32)[idx]
+        c = self.intercepts.astype(np.float32)[idx]
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (s * x).astype(np.float32) + c
+
+
+# ------------------------------------------------------------------ exact piecewise-linear
+@dataclass
+class PL:
+    """An exactly piecewise-linear scalar function (for relu, clip, leaky relu, ... chains)."""
+
+    knots: list  # sorted breakpoints; len(lines) == len(knots) + 1
+    lines: list  # (slope, intercept) per interval
+
+    @classmethod
+    def identity(cls) -> "PL":
+        return cls([], [(1.0, 0.0)])
+
+    @classmethod
+    def constant(cls, c: float) -> "PL":
+        return cls([], [(0.0, float(c))])
+
+    def _refine(self, knots) -> "PL":
+        """Same function on a finer knot set."""
+        knots = sorted(set(self.knots) | set(knots))
+        lines = [self._line_at(_mid(knots, i)) for i in range(len(knots) + 1)]
+        return PL(knots, lines)
+
+    def _line_at(self, x: float):
+        i = int(np.searchsorted(np.asarray(self.knots), x, side="right")) if self.knots else 0
+        return self.lines[i]
+
+    def combine(self, other: "PL", fn) -> "PL":
+        """Pointwise ``fn(line_a, line_b)`` where both are linear (add, scalar products)."""
+        a, b = self._refine(other.knots), other._refine(self.knots)
+        return PL(a.knots, [fn(la, lb) for la, lb in zip(a.lines, b.lines)]).simplify()
+
+    def maximum(self, other: "PL") -> "PL":
+        """max of two PL functions: split intervals where the lines cross."""
+        a, b = self._refine(other.knots), other._refine(self.knots)
+        knots = list(a.knots)
+        for i, ((s1, c1), (s2, c2)) in enumerate(zip(a.lines, b.lines)):
+            if s1 != s2:
+                x = (c2 - c1) / (s1 - s2)
+                left = a.knots[i - 1] if i > 0 else -np.inf
+                right = a.knots[i] if i < len(a.knots) else np.inf
+                if left < x < right:
+                    knots.append(x)
+        a, b = a._refine(knots), b._refine(knots)
+        lines = []
+        for i, (la, lb) in enumerate(zip(a.lines, b.lines)):
+            m = _mid(a.knots, i)
+            lines.append(la if la[0] * m + la[1] >= lb[0] * m + lb[1] else lb)
+        return PL(a.knots, lines).simplify()
+
+    def scale(self, k: float) -> "PL":
+        return PL(list(self.knots), [(k * s, k * c) for s, c in self.lines])
+
+    def shift(self, k: float) -> "PL":
+        return PL(list(self.knots), [(s, c + k) for s, c in self.lines])
+
+    def compose(self, inner: "PL") -> "PL":
+        """self(inner(x)): split inner's intervals where inner crosses self's knots."""
+        knots = set(inner.knots)
+        for i, (s, c) in enumerate(inner.lines):
+            left = inner.knots[i - 1] if i > 0 else -np.inf
+            right = inner.knots[i] if i < len(inner.knots) else np.inf
+            if s != 0:
+                for k in self.knots:
+                    x = (k - c) / s
+                    if left < x < right:
+                        knots.add(x)
+        inner = inner._refine(knots)
+        lines = []
+        for i, (s, c) in enumerate(inner.lines):
+            so, co = self._line_at(s * _mid(inner.knots, i) + c)
+            lines.append((so * s, so * c + co))
+        return PL(inner.knots, lines).simplify()
+
+    def simplify(self) -> "PL":
+        knots, lines = [], [self.lines[0]]
+        for k, line in zip(self.knots, self.lines[1:]):
+            if np.allclose(line, lines[-1], rtol=0, atol=0):
+                continue
+            knots.append(k)
+            lines.append(line)
+        return PL(knots, lines)
+
+    def table(self, name: str = "") -> PWLTable:
+        bps = np.array([-np.inf] + list(self.knots), np.float32)
+        return PWLTable(bps, np.array([s for s, _ in self.lines], np.float32),
+                        np.array([c for _, c in self.lines], np.float32), name, exact=True)
+
+
+def _mid(knots, i) -> float:
+    """A point inside interval i of a knot list."""
+    if not knots:
+        return 0.0
+    if i == 0:
+        return knots[0] - 1.0
+    if i == len(knots):
+        return knots[-1] + 1.0
+    return 0.5 * (knots[i - 1] + knots[i])
+
+
+# ------------------------------------------------------------------------------ fitting
+def _density(f, x: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Breakpoint density: |f''|^(1/2) (equalises interpolation error), times the sample
+    density^(1/3) when calibration samples are given, with a floor so no region is empty."""
+    y = f(x)
+    d2 = np.abs(np.gradient(np.gradient(y, x), x))
+    d2 = np.nan_to_num(d2, nan=0.0, posinf=0.0)
+    rho = np.sqrt(d2 + 1e-12 * max(1.0, float(np.max(d2))))
+    if weights is not None:
+        w = weights / max(float(weights.max()), 1e-30)
+        rho = rho * (w + 0.05) ** (1.0 / 3.0)
+    return rho + 0.02 * float(rho.mean())
+
+
+def _place(x: np.ndarray, rho: np.ndarray, n: int) -> np.ndarray:
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
+    cdf /= cdf[-1]
+    return np.interp(np.linspace(0, 1, n + 1), cdf, x)
+
+
+def _fit_segments(f, edges: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Interpolating line per segment, intercept shifted to zero weighted-mean error."""
+    ye = f(edges)
+    slopes = np.diff(ye) / np.diff(edges)
+    intercepts = ye[:-1] - slopes * edges[:-1]
+    seg = np.clip(np.searchsorted(edges[1:-1], x, side="right"), 0, len(slopes) - 1)
+    err = y - (slopes[seg] * x + intercepts[seg])
+    for s in range(len(slopes)):  # vertical correction
+        m = seg == s
+        if m.any() and w[m].sum() > 0:
+            intercepts[s] += np.average(err[m], weights=w[m])
+    return slopes, intercepts, seg
+
+
+def _errors(slopes, intercepts, seg, x, y, w):
+    err = np.abs(y - (slopes[seg] * x + intercepts[seg]))
+    per_seg = np.zeros(len(slopes))
+    np.maximum.at(per_seg, seg, err)
+    return float(err.max()), float(np.average(err, weights=w)), per_seg
+
+
+def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = None,
+        uniform: bool = False, name: str = "", iterations: int = 30) -> PWLTable:
+    """Fit ``f`` on ``[lo, hi]`` with ``segments`` table entries (four are outer segments).
+
+    ``samples`` (calibration inputs) weight placement and the vertical correction and define
+    the mean error; without them the weighting is uniform over the range.
+    """
+    inner = segments - 4
+    if inner < 1:
+        raise ValueError(f"{name or 'pwl'}: need at least 5 segments (got {segments})")
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"{name or 'pwl'}: invalid range [{lo}, {hi}]")
+    x = _grid(f, lo, hi)
+    y = f(x)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name or 'pwl'}: function is not finite on [{lo}, {hi}]")
+    weights = None
+    if samples is not None and np.size(samples):
+        s = np.clip(np.asarray(samples, np.float64).ravel(), lo, hi)
+        hist, _ = np.histogram(s, bins=256, range=(lo, hi))
+        weights = np.interp(x, np.linspace(lo, hi, 256), hist.astype(np.float64))
+    w = weights if weights is not None else np.ones_like(x)
+    w = (w + 1e-9 * w.max()) * np.gradient(x)  # a density over a non-uniform grid
+    if uniform:
+        edges = np.linspace(lo, hi, inner + 1)
+        slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
+    else:
+        edges = _place(x, _density(f, x, weights), inner)
+        best = None
+        for _ in range(iterations):  # equalise per-segment max error
+            slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
+            max_err, _, per_seg = _errors(slopes, intercepts, seg, x, y, w)
+            if best is None or max_err < best[0]:
+                best = (max_err, edges.copy())
+            widths = np.diff(edges) * (per_seg.mean() / np.maximum(per_seg, 1e-30)) ** 0.35
+            edges = np.concatenate([[lo], lo + np.cumsum(widths) * (hi - lo) / widths.sum()])
+        edges = best[1]
+        slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
+    max_err, mean_err, _ = _errors(slopes, intercepts, seg, x, y, w)
+    (l_near, l_far, l_beyond), (r_near, r_far, r_beyond) = _outer_lines(
+        f, lo, hi, slopes, intercepts)
+    table = PWLTable(
+        np.concatenate([[-np.inf, l_far, lo], edges[1:-1], [hi, r_far]]).astype(np.float32),
+        np.concatenate([[l_beyond[0], l_near[0]], slopes, [r_near[0], r_beyond[0]]]).astype(np.float32),
+        np.concatenate([[l_beyond[1], l_near[1]], intercepts,
+                        [r_near[1], r_beyond[1]]]).astype(np.float32),
+        name, lo, hi, max_err, mean_err)
+    # Measure what the accelerator computes (fp32 table), not the float64 fit.
+    fx = table(x.astype(np.float32)).astype(np.float64)
+    table.max_err = float(np.max(np.abs(fx - y)))
+    table.mean_abs_err = float(np.average(np.abs(fx - y), weights=w))
+    return table
+
+
+def _grid(f, lo: float, hi: float) -> np.ndarray:
+    """Evaluation points: uniform, plus as many placed by the curvature density, so steep
+    regions (rsqrt near 0) are resolved."""
+    x = np.linspace(lo, hi, GRID)
+    with np.errstate(all="ignore"):
+        extra = _place(x, _density(f, x, None), GRID - 1)
+    return np.unique(np.concatenate([x, extra]))
+
+
+def _outer_lines(f, lo, hi, slopes, intercepts):
+    """Two asymptote segments per side: from the range end to a far point ``4 * width`` away
+    the secant (continuous at the end), beyond it the secant between two far points (the
+    asymptote itself: GELU -> x; a constant where the slope dies out: sigmoid -> 1,
+    exp -> 0, rsqrt -> its far value). Where a secant is not tame
+    (exp to the right), the end segment simply continues. Returns ((near, far) left,
+    (near, far) right) as (breakpoint, slope, intercept) triples."""
+    width = hi - lo
+    sides = []
+    for end, sign, end_line in ((lo, -1, (slopes[0], intercepts[0])),
+                                (hi, 1, (slopes[-1], intercepts[-1]))):
+        far1, far2 = end + sign * 4 * width, end + sign * 8 * width
+        with np.errstate(all="ignore"):
+            y_end, y1, y2 = f(np.array([end, far1, far2], np.float64))
+        tame = lambda s: np.isfinite(s) and abs(s) <= 2 * abs(end_line[0]) + 1
+        s_near = (y1 - y_end) / (far1 - end)
+        s_far = (y2 - y1) / (far2 - far1)
+        if tame(s_near) and tame(s_far):
+            # A slope that is dying out means a horizontal asymptote: hold the far value
+            # rather than extrapolate past it (rsqrt must not turn negative at 1e6).
+            beyond = ((0.0, y2) if abs(s_far) < 0.5 * abs(s_near)
+                      else (s_far, y1 - s_far * far1))
+            sides.append(((s_near, y_end - s_near * end), far1, beyond))
+        else:
+            sides.append((end_line, far1, end_line))
+    return sides
