@@ -7,7 +7,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from nm_tvm import frontend
+from nm_tvm import frontend, support
+from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
 from nm_tvm.pipeline import accelerator_passes
 from nm_tvm.report import LayerStats, RunStats
 from nm_tvm.target import simulator
@@ -18,6 +19,11 @@ from nm_tvm.target.tags import resolve_target
 
 class InputError(ValueError):
     """Run-time inputs do not match the compiled model (names the input)."""
+
+
+class UnsupportedOperatorError(NotGemmOnlyError):
+    """Strict mode: the model has ONNX operators the accelerator does not support. The message
+    names each op type and its nodes and lists the supported operators (nm_tvm/support.py)."""
 
 
 class CompiledModel:
@@ -84,6 +90,11 @@ class CompiledModel:
                                            meta["macs"]))
         return stats
 
+    def placement(self) -> dict[str, list[str]]:
+        """What runs where: accelerator layers and (``strict=False`` only) host operators."""
+        return {"accelerator": [layer["name"] for layer in self.layers],
+                "host": list(self.host_ops)}
+
     @property
     def analytic_macs(self) -> int:
         return sum(layer["macs"] for layer in self.layers)
@@ -98,9 +109,21 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     cannot run on the accelerator a compile error.
     """
     tvm_target, hw = resolve_target(target)
-    imported = frontend.import_model(model, input_shapes)
-    with tvm_target:
-        offloaded = accelerator_passes(hw, strict)(imported.mod)
+    if not isinstance(model, tvm.IRModule):
+        model = frontend.load_onnx(model)
+    try:
+        imported = frontend.import_model(model, input_shapes)
+        with tvm_target:
+            offloaded = accelerator_passes(hw, strict)(imported.mod)
+    except (NotGemmOnlyError, frontend.ModelLoadError) as err:
+        # Name the ONNX operators and nodes behind the failure (TVM's importer or
+        # VerifyGemmOnly only see Relax ops); the Relax-level message follows.
+        unsupported = (support.unsupported_nodes(model) if strict and not
+                       isinstance(model, tvm.IRModule) else [])
+        if unsupported:
+            raise UnsupportedOperatorError(
+                f"{support.unsupported_message(unsupported)} [compiler: {err}]") from None
+        raise
     layers = json.loads(str(offloaded.attrs["nm.layers"]))
     host_ops = [str(s) for s in offloaded.attrs["nm.host_ops"]]
     executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")

@@ -11,12 +11,17 @@ import json
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 
 RUN_FUNC = "nm_accel.run"
+
+# Passes run behind the FFI: register the codegen's error class so that a layer that cannot be
+# mapped arrives in Python as CodegenError (not a bare RuntimeError).
+tvm_ffi.register_error(cg.CodegenError)
 
 
 def _shape(expr) -> tuple:
@@ -125,6 +130,33 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
     raise cg.CodegenError(f"{comp.name}: no codegen for {op}")
 
 
+def _dram_use(acc: cg.AcceleratorCall) -> tuple[int, int]:
+    """(constant bytes, other region bytes: activations and scratch) of one layer's program."""
+    n_regions = int(acc.program[2])
+    regions = acc.program[16:16 + 4 * n_regions].reshape(n_regions, 4)
+    consts = sum(int(np.asarray(op).nbytes) for op in acc.operands if not isinstance(op, cg.Param))
+    return consts, int(regions[:, 1].sum()) - consts
+
+
+@tvm_ffi.register_error
+class DramCapacityError(cg.CodegenError):
+    """The whole model does not fit the target's DRAM (registered: crosses the FFI intact)."""
+
+
+def check_total_dram(layers: list[dict], hw: HardwareConfig) -> None:
+    """All layers' weights stay resident in DRAM next to the largest layer's activations: a
+    model whose total does not fit the target's DRAM is rejected (each layer alone may fit)."""
+    weights = sum(layer["dram_const_bytes"] for layer in layers)
+    peak = max((layer["dram_activation_bytes"] for layer in layers), default=0)
+    if weights + peak > hw.dram_bytes:
+        mib = 2.0 ** 20
+        raise DramCapacityError(
+            f"the model needs at least {(weights + peak) / mib:.4g} MiB of DRAM (weights and "
+            f"tables of all {len(layers)} layers {weights / mib:.4g} MiB + the largest layer's "
+            f"activations {peak / mib:.4g} MiB) but target '{hw.name}' has {hw.dram_mib} MiB "
+            "(memories.dram_mib)")
+
+
 @tvm.transform.module_pass(opt_level=0, name="nm.LowerToAccelerator")
 class LowerToAccelerator:
     """Generate a program per accelerator composite and call the simulator from the VM."""
@@ -163,9 +195,12 @@ class LowerToAccelerator:
                         args.append(self.visit_expr(call.args[operand.index]))
                     else:
                         args.append(relax.const(np.ascontiguousarray(operand, np.float32)))
+                consts, activations = _dram_use(acc)
                 layers.append({"id": layer_id, "name": name, "kind": comp.name,
                                "macs": int(acc.macs), "out_shape": list(acc.out_shape),
-                               "instructions": int(acc.program[3]), **acc.notes})
+                               "instructions": int(acc.program[3]),
+                               "dram_const_bytes": consts, "dram_activation_bytes": activations,
+                               **acc.notes})
                 return relax.call_dps_packed(RUN_FUNC, relax.Tuple(args),
                                              relax.TensorType(acc.out_shape, "float32"))
 
@@ -177,4 +212,5 @@ class LowerToAccelerator:
             elif not (func.attrs and "Codegen" in func.attrs):  # composites are now programs
                 lowered[gv] = rewriter.visit_expr(func)
         lowered = relax.transform.DeadCodeElimination()(lowered)
+        check_total_dram(layers, hw)
         return lowered.with_attr("nm.layers", json.dumps(layers))

@@ -1,0 +1,132 @@
+"""The table of ONNX operators the flow claims to run on the accelerator.
+
+ONE table, read by the frontend's unsupported-operator check (``nm_tvm.frontend``), by the
+conformance runner (``nm_tvm.conformance``, ``benchmarks/conformance.py``) and by the docs. Add
+an operator here when a pass / codegen path for it lands; the conformance suite then tests it
+against the ONNX backend node cases automatically.
+
+``level`` is ``"exact"`` (linear work: must match ONNX Runtime to floating-point tolerance for
+the operand dtype) or ``"approximate"`` (a fitted piecewise-linear table: must stay within
+``max_abs_err``, the bound the table was fitted to, over the fitted input range). ``note`` says
+which attributes / forms are supported; other forms are rejected by the compiler (counted
+"unsupported" by the conformance runner, never silently dropped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    level: str  # "exact" | "approximate"
+    note: str
+    max_abs_err: float | None = None  # approximate ops: fitted bound (absolute, per element)
+    # Input positions the accelerator needs as constants (weights): the conformance runner
+    # binds graph inputs in these slots as initializers.
+    constant_inputs: tuple[int, ...] = ()
+
+
+EXACT, APPROX = "exact", "approximate"
+
+SUPPORTED_OPS: dict[str, OpSupport] = {
+    "Conv": OpSupport(EXACT, "2-D, groups=1, constant weights; any stride / padding / dilation",
+                      constant_inputs=(1, 2)),
+    "Gemm": OpSupport(EXACT, "alpha/beta/transA/transB; constant or activation operands"),
+    "MatMul": OpSupport(EXACT, "batched, broadcast; constant or activation operands"),
+    "Add": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
+    "Mul": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
+    "Max": OpSupport(EXACT, "two inputs: same shape, or one constant operand (broadcast)"),
+    "Relu": OpSupport(EXACT, "2-segment PWL (exact)"),
+    "BatchNormalization": OpSupport(EXACT, "inference mode; folded into the preceding "
+                                           "Conv / MatMul (or a per-channel scale+shift)",
+                                    constant_inputs=(1, 2, 3, 4)),
+    "AveragePool": OpSupport(EXACT, "2-D, unpadded, ceil_mode=0"),
+    "GlobalAveragePool": OpSupport(EXACT, "2-D (NCHW)"),
+    "Flatten": OpSupport(EXACT, "view"),
+    "Reshape": OpSupport(EXACT, "view; constant shape"),
+    "Transpose": OpSupport(EXACT, "DMA data movement"),
+    "Squeeze": OpSupport(EXACT, "view"),
+    "Unsqueeze": OpSupport(EXACT, "view"),
+    "Identity": OpSupport(EXACT, "removed by the importer"),
+}
+
+# Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).
+ALTERNATIVES: dict[str, str] = {
+    "Sub": "Add with a negated constant",
+    "Div": "Mul by a constant reciprocal",
+    "MaxPool": "AveragePool, or strict=False to run MaxPool on the host",
+    "Concat": "separate Conv/MatMul outputs, or strict=False",
+    "Softmax": "strict=False (linearized Softmax is in progress)",
+    "Gelu": "strict=False (linearized GELU is in progress)",
+    "LayerNormalization": "strict=False (linearized LayerNorm is in progress)",
+    "Sigmoid": "strict=False (PWL Sigmoid is in progress)",
+    "Tanh": "strict=False (PWL Tanh is in progress)",
+    "Clip": "Relu (for Clip(min=0, max=inf)), or strict=False",
+    "Conv (groups>1)": "groups=1 Conv, or strict=False",
+}
+
+
+def level(op_type: str) -> str | None:
+    entry = SUPPORTED_OPS.get(op_type)
+    return entry.level if entry else None
+
+
+def is_supported(op_type: str, domain: str = "") -> bool:
+    return domain in ("", "ai.onnx") and op_type in SUPPORTED_OPS
+
+
+def supported_summary() -> str:
+    """One line listing the claimed operators (used in error messages)."""
+    return ", ".join(f"{op}{'~' if s.level == APPROX else ''}" for op, s in SUPPORTED_OPS.items())
+
+
+def describe_unsupported(op_type: str) -> str:
+    hint = ALTERNATIVES.get(op_type)
+    return f"{op_type} (try: {hint})" if hint else op_type
+
+
+def table_rows() -> list[dict]:
+    """The table as plain rows (for docs and the conformance JSON)."""
+    return [{"op": op, "level": s.level, "note": s.note, "max_abs_err": s.max_abs_err}
+            for op, s in SUPPORTED_OPS.items()]
+
+
+# ------------------------------------------------------------------ ONNX-level operator check
+# Ops that only compute shapes / constants: when all their inputs are constant (initializers,
+# Constant nodes, Shape of a static tensor) the importer folds them away.
+_SHAPE_OPS = {"Constant", "Shape", "Size", "ConstantOfShape"}
+
+
+def unsupported_nodes(proto) -> list[tuple[str, str]]:
+    """``(op_type, node name)`` of every ONNX node that is not claimed in SUPPORTED_OPS and is
+    not folded to a constant at import (all of its inputs constant). Pure ONNX: no TVM."""
+    graph = proto.graph
+    const = {init.name for init in graph.initializer} | {""}
+    found = []
+    for i, node in enumerate(graph.node):
+        folded = node.op_type in _SHAPE_OPS or all(x in const for x in node.input)
+        if folded and node.domain in ("", "ai.onnx"):
+            const.update(node.output)
+            continue
+        if not is_supported(node.op_type, node.domain):
+            op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            found.append((op, node.name or f"#{i} ({node.op_type})"))
+    return found
+
+
+def unsupported_message(nodes: list[tuple[str, str]], max_names: int = 5) -> str:
+    """Names each unsupported op type with its node(s), suggests alternatives, lists support."""
+    by_op: dict[str, list[str]] = {}
+    for op, name in nodes:
+        by_op.setdefault(op, []).append(name)
+    parts = []
+    for op, names in by_op.items():
+        shown = ", ".join(f"'{n}'" for n in names[:max_names])
+        more = f" and {len(names) - max_names} more" if len(names) > max_names else ""
+        hint = ALTERNATIVES.get(op)
+        parts.append(f"{op} (node{'s' if len(names) > 1 else ''} {shown}{more}"
+                     f"{'; try: ' + hint if hint else ''})")
+    return (f"the model uses operator(s) the nm accelerator does not support: {'; '.join(parts)}. "
+            f"Supported operators (~ = approximated): {supported_summary()}. "
+            "Pass strict=False to run unsupported operators on the host CPU "
+            "(compiled.host_ops / compiled.placement() list what ran where).")
