@@ -1,0 +1,169 @@
+"""Compiled-model artifacts: one file that a fresh process loads and runs without recompiling.
+
+The file is an uncompressed tar holding
+
+* ``manifest.json`` -- format name and version, the nm_tvm / ISA / TVM versions it was built
+  with, the target's full hardware description, input names/shapes/dtypes, output names, the
+  layer table and the host ops;
+* ``model.so`` -- ``executable.export_library``: the Relax VM program with every accelerator
+  program and weight inside as constants (so the tar is self-contained).
+
+Loading reads and checks the manifest before touching the library, so a wrong file or one built
+for another ISA fails with an :class:`ArtifactError` naming the problem, never a loader crash.
+The simulator library is loaded before ``tvm.runtime.load_module`` because the exported VM
+resolves ``nm_accel.run`` by name (TVM_NOTES.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import tvm
+
+FORMAT = "nm-tvm-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARY = "model.so"
+
+
+class ArtifactError(ValueError):
+    """The file is not an nm_tvm artifact, or not one this installation can run."""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence C++ log lines on fd 2 (TVM warns once per constant when saving/loading
+    executables); Python exceptions still carry the error text."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. captured by a test runner)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _versions() -> dict:
+    import nm_tvm
+    from nm_tvm.target.isa import ISA_VERSION
+
+    return {"nm_tvm": nm_tvm.__version__, "isa": ISA_VERSION, "tvm": tvm.__version__}
+
+
+def manifest_of(compiled, model_name: str = "") -> dict:
+    """Everything needed to rebuild a CompiledModel around a reloaded executable."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **{f"{k}_version": v for k, v in _versions().items()},
+        "model": model_name,
+        "hardware": compiled.hw.to_dict(),
+        "inputs": [{"name": n, "shape": list(compiled.input_shapes[n]),
+                    "dtype": compiled.input_dtypes[n]} for n in compiled.input_names],
+        "outputs": list(compiled.output_names),
+        "layers": compiled.layers,
+        "host_ops": list(compiled.host_ops),
+    }
+
+
+def save(compiled, path: str | Path, model_name: str = "") -> Path:
+    """Write ``compiled`` (a :class:`nm_tvm.CompiledModel`) to one tar file at ``path``."""
+    path = Path(path)
+    manifest = json.dumps(manifest_of(compiled, model_name), indent=1).encode()
+    with tempfile.TemporaryDirectory(prefix="nm_tvm_export_") as tmp:
+        lib = Path(tmp) / LIBRARY
+        with quiet_native_stderr():
+            compiled.executable.export_library(str(lib))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(manifest)
+            tar.addfile(info, io.BytesIO(manifest))
+            tar.add(str(lib), arcname=LIBRARY)
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The checked manifest of an artifact; :class:`ArtifactError` if it is not a usable one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact '{path}' does not exist")
+    if not tarfile.is_tarfile(path):
+        raise ArtifactError(f"'{path}' is not an nm_tvm artifact (not a tar file; "
+                            "create one with `nm-tvmc compile MODEL.onnx -o model.tar`)")
+    try:
+        with tarfile.open(path) as tar:
+            names = tar.getnames()
+            if MANIFEST not in names or LIBRARY not in names:
+                raise ArtifactError(f"'{path}' is a tar file but not an nm_tvm artifact "
+                                    f"(needs {MANIFEST} and {LIBRARY}; has {names[:5]})")
+            manifest = json.loads(tar.extractfile(MANIFEST).read())
+    except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"'{path}': unreadable artifact ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"'{path}': {MANIFEST} is not an nm_tvm manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"'{path}' has artifact format version {manifest.get('format_version')}; this nm_tvm "
+            f"reads version {FORMAT_VERSION}: recompile the model")
+    here = _versions()
+    if manifest.get("isa_version") != here["isa"]:
+        raise ArtifactError(
+            f"'{path}' was built for accelerator ISA version {manifest.get('isa_version')} "
+            f"(nm_tvm {manifest.get('nm_tvm_version')}); this simulator runs ISA version "
+            f"{here['isa']}: recompile the model")
+    if manifest.get("tvm_version") != here["tvm"]:
+        raise ArtifactError(
+            f"'{path}' was built with TVM {manifest.get('tvm_version')}; this installation has "
+            f"TVM {here['tvm']}: recompile the model")
+    return manifest
+
+
+def load(path: str | Path):
+    """Load an artifact into a :class:`nm_tvm.CompiledModel` (no recompilation)."""
+    from nm_tvm import frontend
+    from nm_tvm.runtime import CompiledModel
+    from nm_tvm.target import simulator
+    from nm_tvm.target.hardware import HardwareConfig, HardwareConfigError
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        hw = HardwareConfig.from_dict(manifest["hardware"], source=f"{path}:{MANIFEST}")
+    except HardwareConfigError as err:
+        raise ArtifactError(f"'{path}': bad hardware description ({err})") from None
+    simulator.load()  # the VM resolves nm_accel.run when it is created
+    with tempfile.TemporaryDirectory(prefix="nm_tvm_load_") as tmp:
+        with tarfile.open(path) as tar:
+            member = tar.getmember(LIBRARY)
+            if not member.isfile():
+                raise ArtifactError(f"'{path}': {LIBRARY} is not a regular file")
+            (Path(tmp) / LIBRARY).write_bytes(tar.extractfile(member).read())
+        try:
+            with quiet_native_stderr():
+                executable = tvm.runtime.load_module(str(Path(tmp) / LIBRARY))
+        except Exception as err:  # a truncated or foreign .so
+            raise ArtifactError(f"'{path}': cannot load {LIBRARY} ({str(err).splitlines()[0]})") \
+                from None
+    inputs = manifest["inputs"]
+    imported = frontend.ImportedModel(
+        mod=None, input_names=[i["name"] for i in inputs],
+        input_shapes={i["name"]: tuple(i["shape"]) for i in inputs},
+        input_dtypes={i["name"]: i["dtype"] for i in inputs},
+        output_names=list(manifest["outputs"]))
+    compiled = CompiledModel(executable, hw, imported, manifest["layers"], manifest["host_ops"],
+                             offloaded=None)
+    compiled.manifest = manifest
+    return compiled
