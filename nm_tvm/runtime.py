@@ -64,7 +64,8 @@ class CompiledModel:
             if tuple(value.shape) != tuple(self.input_shapes[name]):
                 raise InputError(f"input '{name}' has shape {tuple(value.shape)}; expected "
                                  f"{tuple(self.input_shapes[name])}")
-            args.append(tvm.runtime.tensor(np.ascontiguousarray(value), tvm.cpu()))
+            # np.require keeps 0-d inputs 0-d (np.ascontiguousarray makes them 1-d)
+            args.append(tvm.runtime.tensor(np.require(value, requirements="C"), tvm.cpu()))
         return args
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

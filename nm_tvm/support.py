@@ -35,7 +35,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "MatMul": OpSupport(EXACT, "batched, broadcast; constant or activation operands"),
     "Add": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
     "Mul": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
-    "Max": OpSupport(EXACT, "two inputs: same shape, or one constant operand (broadcast)"),
+    "Max": OpSupport(EXACT, "two inputs: same shape, or one constant operand (broadcast); "
+                            "NB: TVM's importer lowers ONNX Max to stack + max, not offloaded "
+                            "yet (conformance: unsupported)"),
     "Relu": OpSupport(EXACT, "2-segment PWL (exact)"),
     "BatchNormalization": OpSupport(EXACT, "inference mode; folded into the preceding "
                                            "Conv / MatMul (or a per-channel scale+shift)",
@@ -43,25 +45,48 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "AveragePool": OpSupport(EXACT, "2-D, unpadded, ceil_mode=0"),
     "GlobalAveragePool": OpSupport(EXACT, "2-D (NCHW)"),
     "Flatten": OpSupport(EXACT, "view"),
-    "Reshape": OpSupport(EXACT, "view; constant shape"),
+    "Reshape": OpSupport(EXACT, "view; constant shape", constant_inputs=(1,)),
     "Transpose": OpSupport(EXACT, "DMA data movement"),
-    "Squeeze": OpSupport(EXACT, "view"),
-    "Unsqueeze": OpSupport(EXACT, "view"),
+    "Squeeze": OpSupport(EXACT, "view; constant axes", constant_inputs=(1,)),
+    "Unsqueeze": OpSupport(EXACT, "view; constant axes", constant_inputs=(1,)),
     "Identity": OpSupport(EXACT, "removed by the importer"),
+    # Linearized (passes/linearize.py): one PWL table per fused scalar function; the bound a
+    # compiled model must meet is the table's fitted max_err (compiled.pwl_tables) inside its
+    # range [lo, hi] (defaults [-8, 8], positive-domain functions [2^-10, 64]).
+    "Sub": OpSupport(EXACT, "any broadcast; a - b = a + neg(b) (exact negation table)"),
+    "Min": OpSupport(EXACT, "two inputs; min(a, b) = -max(-a, -b)"),
+    "Abs": OpSupport(EXACT, "exact PWL"),
+    "Neg": OpSupport(EXACT, "exact PWL"),
+    "Clip": OpSupport(EXACT, "constant min/max: exact 3-segment PWL"),
+    "LeakyRelu": OpSupport(EXACT, "exact 2-segment PWL"),
+    "HardSigmoid": OpSupport(EXACT, "exact 3-segment PWL"),
+    "Sigmoid": OpSupport(APPROX, "PWL"),
+    "Tanh": OpSupport(APPROX, "PWL"),
+    "Erf": OpSupport(APPROX, "PWL"),
+    "Exp": OpSupport(APPROX, "PWL on [-8, 8] unless calibrated; softmax's exp on [-16, 0]"),
+    "Log": OpSupport(APPROX, "PWL on the positive range"),
+    "Sqrt": OpSupport(APPROX, "PWL on the positive range"),
+    "Reciprocal": OpSupport(APPROX, "PWL on the positive range"),
+    "Div": OpSupport(APPROX, "by a constant: exact multiply; by a tensor: PWL reciprocal"),
+    "Pow": OpSupport(APPROX, "constant exponent; 2, 3, 4 as exact multiplies, else PWL"),
+    "Gelu": OpSupport(APPROX, "erf and tanh forms, and the x*0.5*(1+erf(x/sqrt2)) decomposition"),
+    "HardSwish": OpSupport(APPROX, "one PWL of the whole x*clip(x+3,0,6)/6 function"),
+    "Softplus": OpSupport(APPROX, "one PWL"),
+    "Mish": OpSupport(APPROX, "one PWL"),
+    "Elu": OpSupport(APPROX, "one PWL"),
+    "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
+    "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),
+    "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
+    "ReduceMax": OpSupport(EXACT, "trailing axes: VEC max tree"),
+    "ReduceSum": OpSupport(EXACT, "trailing axes: GEMM with a ones column",
+                           constant_inputs=(1,)),
+    "ReduceMean": OpSupport(EXACT, "trailing axes: GEMM with a 1/L column"),
 }
 
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).
 ALTERNATIVES: dict[str, str] = {
-    "Sub": "Add with a negated constant",
-    "Div": "Mul by a constant reciprocal",
     "MaxPool": "AveragePool, or strict=False to run MaxPool on the host",
     "Concat": "separate Conv/MatMul outputs, or strict=False",
-    "Softmax": "strict=False (linearized Softmax is in progress)",
-    "Gelu": "strict=False (linearized GELU is in progress)",
-    "LayerNormalization": "strict=False (linearized LayerNorm is in progress)",
-    "Sigmoid": "strict=False (PWL Sigmoid is in progress)",
-    "Tanh": "strict=False (PWL Tanh is in progress)",
-    "Clip": "Relu (for Clip(min=0, max=inf)), or strict=False",
     "Conv (groups>1)": "groups=1 Conv, or strict=False",
 }
 

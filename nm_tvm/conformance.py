@@ -1,0 +1,285 @@
+"""ONNX operator conformance: the ONNX backend node test cases on the simulator.
+
+Every case of ``onnx.backend.test.case.node.collect_testcases()`` gets exactly one status:
+
+* ``unsupported`` -- with a reason: an operator outside ``nm_tvm.support.SUPPORTED_OPS``, a
+  non-float32 input or output, a dynamic input shape, or the compiler rejecting the case's
+  attributes (``NotGemmOnlyError`` / ``CodegenError`` / ``ModelLoadError``);
+* ``passed`` -- it compiled for the target (strict: GEMM-only) and every output of every data
+  set matched the expected output: exact cases within ``rtol * max|expected| + atol``;
+  cases with approximated operators within the sum of those operators' fitted bounds;
+* ``failed`` -- it compiled but a run raised or an output mismatched (shape, value, NaN).
+
+Inputs of operators that need constant operands (``OpSupport.constant_inputs``, e.g. Conv
+weights) are bound as initializers before compiling: the accelerator takes weights as constants.
+Nothing is dropped silently: the JSON lists every case with its status and reason.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from nm_tvm import support
+
+RTOL, ATOL = 1e-5, 1e-6  # exact fp32: normwise relative (against max |expected|) + absolute
+
+
+@dataclass
+class CaseResult:
+    name: str
+    op: str
+    status: str  # passed | failed | unsupported
+    reason: str = ""
+    level: str = ""  # exact | approximate ("" when unsupported before compiling)
+    max_abs_err: float | None = None
+    tolerance: float | None = None
+    frozen_inputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _quiet_collect(modules=None):
+    """ONNX node test cases: all of them, or only those of the named case modules
+    (``onnx/backend/test/case/node/<module>.py``, e.g. ``relu``): much faster."""
+    import warnings
+
+    node_pkg = importlib.import_module("onnx.backend.test.case.node")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        if modules is None:
+            return list(node_pkg.collect_testcases())
+        for name in modules:
+            importlib.import_module(f"onnx.backend.test.case.node.{name}")
+    return list(node_pkg._NodeTestCases)
+
+
+_SCHEMAS = None
+
+
+def _schema_names() -> dict[str, str]:
+    global _SCHEMAS
+    if _SCHEMAS is None:
+        _SCHEMAS = {s.name.lower(): s.name for s in onnx.defs.get_all_schemas()
+                    if s.domain in ("", "ai.onnx")}
+    return _SCHEMAS
+
+
+def case_op(case) -> str:
+    """The operator a case tests: the longest ONNX op name prefixing the case name
+    (``test_averagepool_2d`` -> AveragePool), else the graph's single op type."""
+    key = re.sub(r"[^a-z0-9]", "", case.name.lower().removeprefix("test_"))
+    best = max((low for low in _schema_names() if key.startswith(low)), key=len, default=None)
+    if best:
+        return _schema_names()[best]
+    types = {n.op_type for n in case.model.graph.node}
+    return types.pop() if len(types) == 1 else "other"
+
+
+def _freeze_constant_inputs(model: onnx.ModelProto, inputs: list[np.ndarray]):
+    """Bind graph inputs feeding constant-operand slots (Conv weights, BatchNorm statistics)
+    as initializers. Returns (model, runtime input dict, frozen names)."""
+    graph_inputs = [i.name for i in model.graph.input]
+    values = dict(zip(graph_inputs, inputs))
+    frozen = set()
+    for node in model.graph.node:
+        entry = support.SUPPORTED_OPS.get(node.op_type)
+        for pos in (entry.constant_inputs if entry else ()):
+            if pos < len(node.input) and node.input[pos] in values:
+                frozen.add(node.input[pos])
+    if not frozen:
+        return model, values, []
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    keep = [i for i in model.graph.input if i.name not in frozen]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    for name in sorted(frozen):
+        model.graph.initializer.append(numpy_helper.from_array(values.pop(name), name))
+    return model, values, sorted(frozen)
+
+
+def _as_tensor(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)
+    return None
+
+
+def _precheck(case) -> str | None:
+    """Reason to count the case unsupported before compiling (operators, data), or None."""
+    model = case.model
+    if model is None:
+        return "no model in the test case"
+    if any(g.op_type in ("If", "Loop", "Scan") for g in model.graph.node):
+        return "control flow (If / Loop / Scan)"
+    unclaimed = sorted({op for op, _ in support.unsupported_nodes(model)})
+    if unclaimed:
+        return "operator(s) not in the support table: " + ", ".join(unclaimed)
+    if not case.data_sets:
+        return "no data sets"
+    for inputs, outputs in case.data_sets:
+        for value in list(inputs) + list(outputs):
+            if _as_tensor(value) is None:
+                return f"non-tensor input/output ({type(value).__name__})"
+    return None
+
+
+def _postcheck(model, feeds: dict, outputs) -> str | None:
+    """After constant operands are frozen: run-time tensors must be float32 and static."""
+    for name, value in feeds.items():
+        if value.dtype != np.float32:
+            return f"non-float32 input '{name}' ({value.dtype})"
+    for value in outputs:
+        if _as_tensor(value).dtype != np.float32:
+            return f"non-float32 output ({_as_tensor(value).dtype})"
+    for inp in model.graph.input:
+        ttype = inp.type.tensor_type
+        if not ttype.HasField("shape") or any(not d.HasField("dim_value")
+                                              for d in ttype.shape.dim):
+            return f"dynamic or unknown shape of input '{inp.name}'"
+    return None
+
+
+def _tolerance(model, expected: np.ndarray) -> tuple[str, float]:
+    """(level, absolute tolerance) for one output of this case."""
+    scale = float(np.nanmax(np.abs(expected))) if expected.size and np.isfinite(
+        expected).any() else 0.0
+    scale = scale if np.isfinite(scale) else 0.0
+    tol = RTOL * scale + ATOL
+    approx = [support.SUPPORTED_OPS[n.op_type] for n in model.graph.node
+              if support.level(n.op_type) == support.APPROX]
+    if approx:
+        return support.APPROX, tol + sum(s.max_abs_err or 0.0 for s in approx)
+    return support.EXACT, tol
+
+
+def _compare(sim: np.ndarray, ref: np.ndarray, tol: float) -> tuple[bool, float, str]:
+    if sim.shape != ref.shape:
+        return False, float("inf"), f"shape {sim.shape} != expected {ref.shape}"
+    ref_nan, sim_nan = np.isnan(ref), np.isnan(sim)
+    if not np.array_equal(ref_nan, sim_nan):
+        return False, float("inf"), "NaN pattern differs"
+    ref_inf = np.isinf(ref)
+    if not np.array_equal(sim[ref_inf], ref[ref_inf]) or np.isinf(sim[~ref_inf]).any():
+        return False, float("inf"), "Inf pattern differs"
+    finite = ~(ref_nan | ref_inf)
+    err = float(np.max(np.abs(sim[finite].astype(np.float64) - ref[finite]))) if finite.any() \
+        else 0.0
+    return err <= tol, err, "" if err <= tol else f"max abs err {err:.3g} > tolerance {tol:.3g}"
+
+
+def run_case(case, target="nm/fp32-16x16") -> CaseResult:
+    from nm_tvm.frontend import ModelLoadError
+    from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
+    from nm_tvm.runtime import compile as nm_compile
+    from nm_tvm.target.codegen import CodegenError
+
+    start = time.perf_counter()
+    result = CaseResult(case.name, case_op(case), "unsupported")
+    reason = _precheck(case)
+    if reason:
+        result.reason = reason
+        return result
+    inputs0 = [_as_tensor(v) for v in case.data_sets[0][0]]
+    model, feeds, result.frozen_inputs = _freeze_constant_inputs(case.model, inputs0)
+    reason = _postcheck(model, feeds, case.data_sets[0][1])
+    if reason:
+        result.reason = reason
+        return result
+    try:
+        compiled = nm_compile(model, target=target)
+    except (NotGemmOnlyError, CodegenError, ModelLoadError) as err:
+        result.reason = f"{type(err).__name__}: {_short(err)}"
+        result.seconds = time.perf_counter() - start
+        return result
+    except Exception as err:  # noqa: BLE001 -- a compiler crash is a failure, recorded
+        result.status, result.reason = "failed", f"compile crashed: {type(err).__name__}: " \
+                                                 f"{_short(err)}"
+        result.seconds = time.perf_counter() - start
+        return result
+    worst, tol_used, messages = 0.0, None, []
+    for inputs, outputs in case.data_sets:
+        values = dict(zip([i.name for i in case.model.graph.input], inputs))
+        if any(not np.array_equal(_as_tensor(values[n]), _as_tensor(inputs0[k]))
+               for k, n in enumerate(i.name for i in case.model.graph.input)
+               if n in result.frozen_inputs):
+            messages.append("data sets differ in a frozen constant operand (not run)")
+            continue
+        feeds = {name: _as_tensor(values[name]) for name in compiled.input_names}
+        try:
+            sims = compiled.run(feeds)
+        except Exception as err:  # noqa: BLE001 -- recorded as a failure
+            messages.append(f"run raised {type(err).__name__}: {_short(err)}")
+            continue
+        if len(sims) != len(outputs):
+            messages.append(f"{len(sims)} outputs, expected {len(outputs)}")
+            continue
+        for k, (sim, ref) in enumerate(zip(sims, outputs)):
+            ref = _as_tensor(ref)
+            result.level, tol = _tolerance(case.model, ref)
+            ok, err, msg = _compare(np.asarray(sim), ref, tol)
+            worst = max(worst, err)
+            tol_used = tol if tol_used is None else min(tol_used, tol)
+            if not ok:
+                messages.append(f"output {k}: {msg}")
+    result.max_abs_err, result.tolerance = worst, tol_used
+    result.status = "failed" if messages else "passed"
+    result.reason = "; ".join(messages[:3])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _short(err, limit=300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def run_cases(cases, target="nm/fp32-16x16", progress=False) -> list[CaseResult]:
+    out = []
+    for i, case in enumerate(cases):
+        res = run_case(case, target)
+        out.append(res)
+        if progress and res.status != "unsupported":
+            print(f"[{i + 1}/{len(cases)}] {res.status:8s} {res.name} {res.reason[:120]}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def summarize(results: list[CaseResult]) -> dict:
+    per_op: dict[str, Counter] = defaultdict(Counter)
+    for r in results:
+        per_op[r.op][r.status] += 1
+    totals = Counter(r.status for r in results)
+    return {"total": len(results), "passed": totals["passed"], "failed": totals["failed"],
+            "unsupported": totals["unsupported"],
+            "per_op": {op: {k: c[k] for k in ("passed", "failed", "unsupported")}
+                       for op, c in sorted(per_op.items())}}
+
+
+def report(results: list[CaseResult], target: str) -> dict:
+    import tvm
+
+    return {"target": target, "onnx": onnx.__version__, "tvm": tvm.__version__,
+            "tolerance": {"rtol_vs_max_abs_expected": RTOL, "atol": ATOL,
+                          "approximate": "plus the sum of the fitted max_abs_err of each "
+                                         "approximated operator"},
+            "support_table": support.table_rows(), "summary": summarize(results),
+            "cases": [asdict(r) for r in results]}
+
+
+def format_table(summary: dict, only_claimed: bool = True) -> str:
+    """Per-operator counts as a Markdown table (operators of the support table, then others
+    with a passed / failed case)."""
+    rows = ["| operator | passed | failed | unsupported |", "|---|---:|---:|---:|"]
+    for op, c in summary["per_op"].items():
+        if only_claimed and op not in support.SUPPORTED_OPS and not (c["passed"] or c["failed"]):
+            continue
+        rows.append(f"| {op} | {c['passed']} | {c['failed']} | {c['unsupported']} |")
+    rows.append(f"| **all {summary['total']} cases** | {summary['passed']} | {summary['failed']} "
+                f"| {summary['unsupported']} |")
+    return "\n".join(rows)
