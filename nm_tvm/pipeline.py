@@ -10,18 +10,23 @@ import tvm
 from tvm import relax
 from tvm.target import Target
 
-from nm_tvm.passes import (Canonicalize, LowerToAccelerator, PartitionForAccelerator,
-                           VerifyGemmOnly)
+import dataclasses
+
+from nm_tvm.passes import (Canonicalize, Linearize, LinearizeConfig, LowerToAccelerator,
+                           PartitionForAccelerator, VerifyGemmOnly)
 from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.tags import config_of
 
 PIPELINE_NAME = "nm"
 
 
-def accelerator_passes(hw: HardwareConfig, strict: bool = True) -> tvm.transform.Pass:
+def accelerator_passes(hw: HardwareConfig, strict: bool = True,
+                       linearize: LinearizeConfig | None = None) -> tvm.transform.Pass:
     """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module."""
+    config = dataclasses.replace(linearize or LinearizeConfig(),
+                                 max_segments=hw.pwl_entries - 1)  # one entry for negation
     return tvm.transform.Sequential(
-        [Canonicalize(), PartitionForAccelerator(), LowerToAccelerator(hw),
+        [Canonicalize(), Linearize(config), PartitionForAccelerator(), LowerToAccelerator(hw),
          VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")
 
 

@@ -9,6 +9,7 @@ from tvm import relax
 
 from nm_tvm import frontend, support
 from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
+from nm_tvm.passes import LinearizeConfig
 from nm_tvm.pipeline import accelerator_passes
 from nm_tvm.report import LayerStats, RunStats
 from nm_tvm.target import simulator
@@ -40,6 +41,7 @@ class CompiledModel:
         self.layers = layers
         self.host_ops = host_ops
         self.offloaded_module = offloaded
+        self.pwl_tables = json.loads(str(offloaded.attrs["nm.pwl_tables"]))
         self.stats: RunStats | None = None
         self._vm = None
 
@@ -102,12 +104,13 @@ class CompiledModel:
 
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
-            strict: bool = True) -> CompiledModel:
+            strict: bool = True, linearize: LinearizeConfig | None = None) -> CompiledModel:
     """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
 
     ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
     ``HardwareConfig``; the default is ``nm/fp32-16x16``. ``strict`` makes any operator that
-    cannot run on the accelerator a compile error.
+    cannot run on the accelerator a compile error. ``linearize`` sets PWL table sizes, ranges
+    and which nonlinear functions are left alone.
     """
     tvm_target, hw = resolve_target(target)
     if not isinstance(model, tvm.IRModule):
@@ -115,7 +118,7 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     try:
         imported = frontend.import_model(model, input_shapes)
         with tvm_target:
-            offloaded = accelerator_passes(hw, strict)(imported.mod)
+            offloaded = accelerator_passes(hw, strict, linearize)(imported.mod)
     except (NotGemmOnlyError, frontend.ModelLoadError) as err:
         # Name the ONNX operators and nodes behind the failure (TVM's importer or
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows.

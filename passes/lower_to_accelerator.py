@@ -18,6 +18,7 @@ from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 
 RUN_FUNC = "nm_accel.run"
+PWL_FUNC = "nm.pwl_map"
 
 # Passes run behind the FFI: register the codegen's error class so that a layer that cannot be
 # mapped arrives in Python as CodegenError (not a bare RuntimeError).
@@ -48,11 +49,14 @@ class _Composite:
         self.bias = None
         self.residual = None
         self.relu = False
+        self.table = None  # a PWL epilogue (nm.pwl_map)
         prev = bound[0]
         for var, call in zip(bound[1:], calls[1:]):
             op = call.op.name
             if op == "relax.nn.relu":
                 self.relu = True
+            elif _is_pwl(call):
+                self.table = _const_value(call.args[1].fields[1])
             elif op == "relax.add":
                 other = call.args[1] if call.args[0].same_as(prev) else call.args[0]
                 if _is_const(other):
@@ -70,6 +74,15 @@ class _Composite:
         raise cg.CodegenError(f"{self.name}: operand {expr} is not a parameter of the composite")
 
 
+def _is_pwl(call) -> bool:
+    """An ``nm.pwl_map`` call. Inside a composite FuseOpsByPattern has lifted the extern
+    function into a parameter, and pwl_map is the only packed call the patterns admit."""
+    if call.op.name != "relax.call_dps_packed":
+        return False
+    func = call.args[0]
+    return isinstance(func, relax.Var) or str(getattr(func, "global_symbol", "")) == PWL_FUNC
+
+
 def _composite_of(outer: relax.Function) -> relax.Function:
     """The ``Composite`` function wrapped by an ``annotate_codegen`` outer function."""
     for block in outer.body.blocks:
@@ -84,6 +97,12 @@ def _channel_bias(bias: np.ndarray, channels: int, layer: str) -> np.ndarray:
     if flat.size not in (1, channels):
         raise cg.CodegenError(f"{layer}: bias of shape {bias.shape} is not per output channel")
     return np.broadcast_to(flat, (channels,)).copy()
+
+
+def _epilogue(comp: _Composite):
+    if comp.relu and comp.table is not None:
+        raise cg.CodegenError(f"{comp.name}: ReLU and a PWL epilogue")
+    return cg.RELU_TABLE if comp.relu else comp.table
 
 
 def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.AcceleratorCall:
@@ -113,15 +132,26 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
     if op == "relax.mean":
         return cg.mean_program(hw, layer_id, _shape(a.args[0]),
                                [int(v) for v in a.attrs.axis], bool(a.attrs.keepdims))
-    if op in ("relax.add", "relax.multiply", "relax.maximum"):
-        lhs, rhs = a.args
-        if _is_const(lhs):
-            lhs, rhs = rhs, lhs
-        other = _const_value(rhs) if _is_const(rhs) else cg.Param(comp.param_index(rhs))
-        return cg.elementwise_program(hw, layer_id, _shape(a), op.split(".")[-1], other,
-                                      comp.relu)
-    if op == "relax.nn.relu":
-        return cg.elementwise_program(hw, layer_id, _shape(a), None, relu=True)
+    if op in ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"):
+        ops = [(_const_value(x) if _is_const(x) else cg.Param(comp.param_index(x)), _shape(x))
+               for x in a.args]
+        if op in ("relax.add", "relax.multiply", "relax.maximum") and _is_const(a.args[0]):
+            ops.reverse()  # commutative: keep the tensor first
+        return cg.elementwise_program(hw, layer_id, _shape(a), op.split(".")[-1], ops,
+                                      _epilogue(comp))
+    if op == "relax.nn.relu" or _is_pwl(a):
+        x = a.args[0] if op == "relax.nn.relu" else a.args[1].fields[0]
+        table = cg.RELU_TABLE if op == "relax.nn.relu" else _const_value(a.args[1].fields[1])
+        if comp.table is not None or comp.relu:
+            raise cg.CodegenError(f"{comp.name}: two PWL epilogues")
+        return cg.elementwise_program(hw, layer_id, _shape(a), None,
+                                      [(cg.Param(comp.param_index(x)), _shape(x))], table)
+    if op == "relax.max":
+        return cg.reduce_max_program(hw, layer_id, _shape(a.args[0]),
+                                     [int(v) for v in a.attrs.axis], bool(a.attrs.keepdims))
+    if op == "relax.sum":
+        return cg.mean_program(hw, layer_id, _shape(a.args[0]), [int(v) for v in a.attrs.axis],
+                               bool(a.attrs.keepdims), average=False)
     if op == "relax.permute_dims":
         rank = len(_shape(a.args[0]))
         axes = ([int(v) for v in a.attrs.axes] if a.attrs.axes is not None

@@ -11,7 +11,7 @@ from itertools import product
 
 import tvm
 
-from tvm.relax.dpl import is_const, is_op, wildcard
+from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
 
 CODEGEN = "nm"
@@ -26,8 +26,19 @@ def _static_f32(expr) -> bool:
 
 
 def _all_static(context) -> bool:
+    """Static float32 shapes, and no intermediate of the chain used outside it (a composite
+    has one output: an escaping intermediate would make it a tuple)."""
     exprs = [context.annotated_expr[k] for k in context.annotated_expr]
-    return all(_static_f32(e) for e in exprs if hasattr(e, "ty") and hasattr(e.ty, "dtype"))
+    if not all(_static_f32(e) for e in exprs if hasattr(e, "ty") and hasattr(e.ty, "dtype")):
+        return False
+    root = context.matched_expr
+    for expr in exprs:
+        if expr.same_as(root):
+            continue
+        var = context.value_to_bound_var.get(expr)
+        if var is not None and len(context.var_usages.get(var, [])) > 1:
+            return False
+    return True
 
 
 def _check_conv(context) -> bool:
@@ -55,10 +66,14 @@ def _check_mean(context) -> bool:
 
 
 def _check_binary(context) -> bool:
+    """Any numpy broadcast between tensors and constants (the codegen expands by DMA)."""
     call = context.annotated_expr["anchor"]
-    a, b = call.args
-    same = [int(d) for d in a.ty.shape] == [int(d) for d in b.ty.shape]
-    return _all_static(context) and (same or isinstance(b, tvm.ir.Constant))
+    return _all_static(context) and all(getattr(a.ty, "dtype", None) == "float32"
+                                        for a in call.args)
+
+
+def _check_reduce_trailing(context) -> bool:
+    return _check_mean(context)
 
 
 def _gemm_patterns():
@@ -85,17 +100,24 @@ def _gemm_patterns():
     return out
 
 
-def _simple(name, op, check, relu_variant=False):
+def _pwl(inner):
+    return is_call_dps_packed(PWL_FUNC, [inner, is_const()])
+
+
+def _simple(name, op, check, epilogues=False):
     anchor = is_op(op)(*[wildcard() for _ in range(2 if op in _BINARY else 1)])
     pats = []
-    if relu_variant:
+    if epilogues:
         pats.append(FusionPattern(f"{CODEGEN}.{name}_relu", is_op("relax.nn.relu")(anchor),
                                   {"anchor": anchor}, check))
+        pats.append(FusionPattern(f"{CODEGEN}.{name}_pwl", _pwl(anchor), {"anchor": anchor},
+                                  check))
     pats.append(FusionPattern(f"{CODEGEN}.{name}", anchor, {"anchor": anchor}, check))
     return pats
 
 
-_BINARY = ("relax.add", "relax.multiply", "relax.maximum")
+PWL_FUNC = "nm.pwl_map"
+_BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum")
 
 
 def pattern_table() -> list[FusionPattern]:
@@ -103,9 +125,12 @@ def pattern_table() -> list[FusionPattern]:
     table = _gemm_patterns()
     table += _simple("avg_pool2d", "relax.nn.avg_pool2d", _check_avg_pool)
     table += _simple("mean", "relax.mean", _check_mean)
-    for name, op in (("add", "relax.add"), ("multiply", "relax.multiply"),
-                     ("maximum", "relax.maximum")):
-        table += _simple(name, op, _check_binary, relu_variant=True)
+    table += _simple("sum", "relax.sum", _check_reduce_trailing)
+    table += _simple("max", "relax.max", _check_reduce_trailing)
+    for op in _BINARY:
+        table += _simple(op.split(".")[1], op, _check_binary, epilogues=True)
     table += _simple("relu", "relax.nn.relu", _all_static)
+    pwl = _pwl(wildcard())
+    table.append(FusionPattern(f"{CODEGEN}.pwl", pwl, {"anchor": pwl}, _all_static))
     table += _simple("permute_dims", "relax.permute_dims", _all_static)
     return table

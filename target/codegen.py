@@ -178,19 +178,28 @@ def staging_rows(hw: HardwareConfig) -> int:
     return hw.sp_rows // 2
 
 
-def _emit_staged_copies(layer: _Layer, copies: list[Copy]) -> None:
-    """Double-buffered LOAD/STORE pairs; tokens: load->store 'ready', store->load 'free'."""
+def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False) -> bool:
+    """Double-buffered LOAD/STORE pairs; tokens: load->store 'ready', store->load 'free'.
+
+    Stores signal the load queue only for buffers a later copy reuses, so no token is left
+    over; with ``handoff`` the last store also signals, and the caller's next load must wait
+    for it (DRAM written here and read next is then ordered in time too). Returns whether a
+    hand-off token is pending.
+    """
     half = staging_rows(layer.hw)
+    n = len(copies)
     for j, cp in enumerate(copies):
         if cp.rows > half or cp.cols > layer.hw.dim:
             raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
         row = (j % 2) * half
+        frees = j + 2 < n or (handoff and j == n - 1)
         layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if j >= 2 else 0, signal=bit(Queue.STORE),
                      dst_mem=Mem.SCRATCHPAD, dst_row=row, dram_addr=cp.src, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.src_row_stride, col_stride=cp.src_col_stride)
-        layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD),
+        layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD) if frees else 0,
                      src_mem=Mem.SCRATCHPAD, src_row=row, dram_addr=cp.dst, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
+    return handoff and n > 0
 
 
 def _split(start: int, stop: int, step: int):
@@ -357,8 +366,9 @@ def avg_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides
     return layer.finish(out_shape, macs=rows * k)
 
 
-def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims) -> AcceleratorCall:
-    """Mean over trailing axes (GlobalAveragePool) as ``X[R, L] @ ones(L, 1) / L``."""
+def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims,
+                 average: bool = True) -> AcceleratorCall:
+    """Mean (GlobalAveragePool) or sum over trailing axes as ``X[R, L] @ ones(L, 1) [/ L]``."""
     x_shape = tuple(int(v) for v in x_shape)
     rank = len(x_shape)
     axes = sorted(a % rank for a in axes)
@@ -369,67 +379,156 @@ def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims) -> 
     out_shape = lead + (1,) * len(axes) if keepdims else lead
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
-    ones = layer.const(np.full((length, 1), 1.0 / length, dtype=np.float32))
+    ones = layer.const(np.full((length, 1), 1.0 / length if average else 1.0, dtype=np.float32))
     out = layer.output(out_shape)
     _emit_loop_gemm(layer, Matrix(x, length * 4, 4), Matrix(ones, 4, 4), Matrix(out, 4, 4),
                     r, length, 1)
     return layer.finish(out_shape, macs=r * length)
 
 
-def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None,
-                        other=None, relu: bool = False) -> AcceleratorCall:
-    """``relu?(x <op> other)`` on accumulator rows: VEC for the op, PWL for the ReLU.
+NEG_TABLE = np.array([[-np.inf, -1.0, 0.0]], dtype=np.float32)
+VEC_OPS = {"add": VecOp.ADD, "subtract": VecOp.ADD, "multiply": VecOp.MUL,
+           "maximum": VecOp.MAX, "minimum": VecOp.MAX}
 
-    ``other`` is a :class:`Param` of the same shape or a constant broadcast to ``shape``.
-    Tiles of rows are double buffered: loads of tile t+1 overlap compute of tile t.
+
+def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None,
+                        operands: list, table: np.ndarray | None = None) -> AcceleratorCall:
+    """``table(a <op> b)`` (or ``table(a)``) on accumulator rows: VEC for the op, PWL maps for
+    the table and for negations (``a - b = a + neg(b)``, ``min(a, b) = -max(-a, -b)``).
+
+    ``operands`` are ``(Param or constant array, shape)`` pairs broadcastable to ``shape``:
+    constants are broadcast at compile time, tensors by strided DMA copies into scratch DRAM.
+    The flattened output is processed in double-buffered tiles of DIM-wide rows.
     """
     shape = tuple(int(v) for v in shape)
-    total, d = int(np.prod(shape)), hw.dim
+    total, d = int(np.prod(shape, dtype=np.int64)), hw.dim
+    if op is not None and op not in VEC_OPS:
+        raise CodegenError(f"no vector op for '{op}'")
     layer = _Layer(hw, layer_id)
-    x = layer.input(Param(0), _nbytes(shape))
-    y = None
-    if op is not None:
-        if isinstance(other, Param):
-            y = layer.input(other, _nbytes(shape))
+    sources, expand = [], []
+    for value, vshape in operands:
+        vshape = tuple(int(v) for v in vshape)
+        if isinstance(value, Param):
+            addr = layer.input(value, _nbytes(vshape))
+            if vshape != shape:
+                expand.append((addr, vshape, len(sources)))
+            sources.append(addr)
         else:
-            y = layer.const(np.broadcast_to(np.asarray(other, np.float32), shape))
-    act = _load_relu_table(layer) if relu else 0
+            sources.append(layer.const(np.broadcast_to(np.asarray(value, np.float32), shape)))
+    for addr, vshape, slot in expand:
+        sources[slot] = layer.scratch(_nbytes(shape))
+    tables = []  # (base, segments) per table kind
+    base = 0
+    for kind, values in (("post", table), ("neg", NEG_TABLE if op in ("subtract", "minimum") else None)):
+        if values is None:
+            tables.append(None)
+            continue
+        values = np.asarray(values, np.float32)
+        if base + len(values) > hw.pwl_entries:
+            raise CodegenError(f"PWL table of {len(values)} segments does not fit the target's "
+                               f"{hw.pwl_entries} entries (memories.pwl_table_entries)")
+        layer.b.emit(Op.LOAD_PWL, table_base=base, dram_addr=layer.const(values),
+                     n_segments=len(values))
+        tables.append((base, len(values)))
+        base += len(values)
+    post, neg = tables
     out = layer.output(shape)
-    operands = 2 if y is not None else 1
-    tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * operands)))
-    vec_op = {"add": VecOp.ADD, "multiply": VecOp.MUL, "maximum": VecOp.MAX, None: None}[op]
+    pending = False
+    for addr, vshape, slot in expand:
+        pending = _emit_staged_copies(layer, _view_copies(
+            hw, addr, _broadcast_strides(vshape, shape), sources[slot], shape), handoff=True)
+    n_ops = len(sources)
+    tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * n_ops)))
     for t, (e0, e1) in enumerate(_split(0, total, tile_rows * d)):
-        base = (t % 2) * tile_rows * operands
+        buf = (t % 2) * tile_rows * n_ops
         rows = _ceil(e1 - e0, d)
         parts = _row_blocks(e0, e1, d)
-        for j, src in enumerate([x] + ([y] if y is not None else [])):
-            last = j == operands - 1
+        for j, src in enumerate(sources):
             for pi, (r0, nrows, ncols, elem) in enumerate(parts):
-                layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if (t >= 2 and j == 0 and pi == 0) else 0,
-                             signal=bit(Queue.COMPUTE) if (last and pi == len(parts) - 1) else 0,
-                             dst_mem=Mem.ACCUMULATOR, dst_row=base + j * tile_rows + r0,
+                first = j == 0 and pi == 0
+                wait = bit(Queue.STORE) if first and (t >= 2 or (t == 0 and pending)) else 0
+                last = j == n_ops - 1 and pi == len(parts) - 1
+                layer.b.emit(Op.LOAD, wait=wait, signal=bit(Queue.COMPUTE) if last else 0,
+                             dst_mem=Mem.ACCUMULATOR, dst_row=buf + j * tile_rows + r0,
                              dram_addr=src + elem * 4, rows=nrows, cols=ncols,
                              row_stride=d * 4, col_stride=4)
-        steps = []
-        if vec_op is not None:
-            steps.append(dict(op=Op.VEC, vop=vec_op))
-        if act:
-            steps.append(dict(op=Op.PWL))
-        for si, step in enumerate(steps):
-            wait = bit(Queue.LOAD) if si == 0 else 0
-            signal = bit(Queue.STORE) if si == len(steps) - 1 else 0
-            if step["op"] == Op.VEC:
-                layer.b.emit(Op.VEC, wait=wait, signal=signal, op=step["vop"], dst_row=base,
-                             a_row=base, b_row=base + tile_rows, rows=rows)
-            else:
-                layer.b.emit(Op.PWL, wait=wait, signal=signal, dst_row=base, src_row=base,
-                             rows=rows, table_base=0, n_segments=act)
+        a_row, b_row = buf, buf + tile_rows
+        steps = []  # (opcode, operands) on the accumulator, in place into a_row
+        pwl = lambda row, tab: (Op.PWL, dict(dst_row=row, src_row=row, rows=rows,
+                                              table_base=tab[0], n_segments=tab[1]))
+        if op == "minimum":
+            steps.append(pwl(a_row, neg))
+        if op in ("subtract", "minimum"):
+            steps.append(pwl(b_row, neg))
+        if op is not None:
+            steps.append((Op.VEC, dict(op=VEC_OPS[op], dst_row=a_row, a_row=a_row,
+                                       b_row=b_row, rows=rows)))
+        if op == "minimum":
+            steps.append(pwl(a_row, neg))
+        if post is not None:
+            steps.append(pwl(a_row, post))
+        for si, (opcode, fields) in enumerate(steps):
+            layer.b.emit(opcode, wait=bit(Queue.LOAD) if si == 0 else 0,
+                         signal=bit(Queue.STORE) if si == len(steps) - 1 else 0, **fields)
         for pi, (r0, nrows, ncols, elem) in enumerate(parts):
             layer.b.emit(Op.STORE, wait=bit(Queue.COMPUTE) if pi == 0 else 0,
                          signal=bit(Queue.LOAD) if pi == len(parts) - 1 else 0,
-                         src_mem=Mem.ACCUMULATOR, src_row=base + r0, dram_addr=out + elem * 4,
+                         src_mem=Mem.ACCUMULATOR, src_row=a_row + r0, dram_addr=out + elem * 4,
                          rows=nrows, cols=ncols, row_stride=d * 4, col_stride=4)
     return layer.finish(shape, macs=0)
+
+
+def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
+                       keepdims: bool) -> AcceleratorCall:
+    """Max over trailing axes: DIM reductions at once, each down a column of the accumulator
+    (transposed load: one row per reduced element), combined by a tree of VEC max ops."""
+    x_shape = tuple(int(v) for v in x_shape)
+    rank = len(x_shape)
+    axes = sorted(a % rank for a in axes)
+    if axes != list(range(rank - len(axes), rank)):
+        raise CodegenError(f"max over axes {axes} of a rank-{rank} tensor: only trailing axes")
+    lead = x_shape[:rank - len(axes)]
+    r, length, d = int(np.prod(lead, dtype=np.int64)), int(np.prod(x_shape[rank - len(axes):])), hw.dim
+    out_shape = lead + (1,) * len(axes) if keepdims else lead
+    chunk = max(1, min(length, (hw.acc_rows - 2) // 2))  # rows of one double-buffered chunk
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    acc_row = 2 * chunk  # running maximum of the current column group
+    step = 0
+    for g, (c0, c1) in enumerate(_split(0, r, d)):
+        chunks = list(_split(0, length, chunk))
+        for ci, (l0, l1) in enumerate(chunks):
+            buf = (step % 2) * chunk
+            n = l1 - l0
+            layer.b.emit(Op.LOAD, wait=bit(Queue.COMPUTE) if step >= 2 else 0,
+                         signal=bit(Queue.COMPUTE), dst_mem=Mem.ACCUMULATOR, dst_row=buf,
+                         dram_addr=x + (c0 * length + l0) * 4, rows=n, cols=c1 - c0,
+                         row_stride=4, col_stride=length * 4)
+            ops = []
+            while n > 1:  # halve: rows [0, h) = max(rows [0, h), rows [n - h, n))
+                h = n // 2
+                ops.append(dict(op=VecOp.MAX, dst_row=buf, a_row=buf, b_row=buf + n - h, rows=h))
+                n -= h
+            if ci == 0:  # the first chunk's maximum starts the running maximum
+                ops.append(dict(op=VecOp.MAX, dst_row=acc_row, a_row=buf, b_row=buf, rows=1))
+            else:
+                ops.append(dict(op=VecOp.MAX, dst_row=acc_row, a_row=acc_row, b_row=buf, rows=1))
+            last = ci == len(chunks) - 1
+            for oi, fields in enumerate(ops):
+                signal = 0
+                if oi == len(ops) - 1:
+                    signal = bit(Queue.LOAD) | (bit(Queue.STORE) if last else 0)
+                wait = 0
+                if oi == 0:  # the running-max row is free once the previous group is stored
+                    wait = bit(Queue.LOAD) | (bit(Queue.STORE) if g > 0 and ci == 0 else 0)
+                layer.b.emit(Op.VEC, wait=wait, signal=signal, **fields)
+            step += 1
+        more = c1 < r
+        layer.b.emit(Op.STORE, wait=bit(Queue.COMPUTE), signal=bit(Queue.COMPUTE) if more else 0,
+                     src_mem=Mem.ACCUMULATOR, src_row=acc_row, dram_addr=out + c0 * 4, rows=1,
+                     cols=c1 - c0, row_stride=0, col_stride=4)
+    return layer.finish(out_shape, macs=0)
 
 
 def _row_blocks(e0: int, e1: int, d: int):
@@ -441,37 +540,50 @@ def _row_blocks(e0: int, e1: int, d: int):
     return blocks
 
 
+def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape) -> list[Copy]:
+    """Copies that write ``out_shape`` densely at ``dst`` from element strides ``src_strides``
+    (one per output dim; 0 broadcasts): transposes and broadcasts are both such views."""
+    out_shape = tuple(out_shape) if len(out_shape) else (1,)
+    src_strides = list(src_strides) if len(src_strides) else [0]
+    if len(out_shape) == 1:
+        out_shape, src_strides = (1,) + out_shape, [0] + src_strides
+    r2, c2 = out_shape[-2:]
+    copies = []
+    for o, idx in enumerate(np.ndindex(*out_shape[:-2])):
+        src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
+            copies.append(Copy(
+                src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * 4,
+                src_row_stride=src_strides[-2] * 4, src_col_stride=src_strides[-1] * 4,
+                dst=dst + (o * r2 * c2 + r0 * c2 + c0) * 4, dst_row_stride=c2 * 4,
+                dst_col_stride=4, rows=r1 - r0, cols=c1 - c0))
+    return copies
+
+
+def _dense_strides(shape) -> list[int]:
+    return [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
+
+
+def _broadcast_strides(shape, out_shape) -> list[int]:
+    """Element strides of ``shape`` read as ``out_shape`` (numpy broadcasting; 0 repeats)."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    dense = _dense_strides(shape)
+    return [0 if d == 1 and o != 1 else st for d, o, st in zip(shape, out_shape, dense)]
+
+
 def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> AcceleratorCall:
     """``permute_dims`` as strided DMA: each output 2-D slab is gathered then stored densely."""
     x_shape = tuple(int(v) for v in x_shape)
-    rank = len(x_shape)
-    axes = [a % rank for a in axes]
+    axes = [a % len(x_shape) for a in axes]
     out_shape = tuple(x_shape[a] for a in axes)
-    in_strides = [int(np.prod(x_shape[i + 1:])) for i in range(rank)]
+    in_strides = _dense_strides(x_shape)
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
     out = layer.output(out_shape)
-    if rank == 1:
-        out_shape2, src_strides = (1, x_shape[0]), (0, 1)
-        outer_shape, outer_strides = (), []
-    else:
-        out_shape2 = out_shape[-2:]
-        src_strides = (in_strides[axes[-2]], in_strides[axes[-1]])
-        outer_shape, outer_strides = out_shape[:-2], [in_strides[a] for a in axes[:-2]]
-    r2, c2 = out_shape2
-    copies = []
-    for o, idx in enumerate(np.ndindex(*outer_shape)):
-        src0 = sum(i * s for i, s in zip(idx, outer_strides))
-        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
-            copies.append(Copy(
-                src=x + (src0 + r0 * src_strides[0] + c0 * src_strides[1]) * 4,
-                src_row_stride=src_strides[0] * 4, src_col_stride=src_strides[1] * 4,
-                dst=out + (o * r2 * c2 + r0 * c2 + c0) * 4, dst_row_stride=c2 * 4,
-                dst_col_stride=4, rows=r1 - r0, cols=c1 - c0))
-    _emit_staged_copies(layer, copies)
+    _emit_staged_copies(layer, _view_copies(hw, x, [in_strides[a] for a in axes], out, out_shape))
     return layer.finish(out_shape, macs=0)
 
 
 __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param",
            "avg_pool2d_program", "choose_gemm_tiles", "conv2d_program", "elementwise_program",
-           "matmul_program", "mean_program", "transpose_program"]
+           "matmul_program", "mean_program", "reduce_max_program", "transpose_program"]

@@ -1,0 +1,327 @@
+"""NeuralMatrix linearization: every nonlinear operator -> PWL maps, GEMMs and vector ops.
+
+Two rewrites, in order:
+
+1. **Decompose** operators that need reductions into GEMM-friendly pieces with known input
+   ranges: softmax = max-subtract, PWL exp on [-16, 0], row sum (a GEMM with a ones column),
+   PWL reciprocal on [1, L], scale; log-softmax likewise with PWL log; layer norm and RMS norm
+   = mean (GEMM), centre, square, mean, PWL ``rsqrt(v + eps)``, scale and shift; division by a
+   tensor = multiply by its PWL reciprocal; integer powers = repeated multiplies.
+2. **Fuse scalar functions**: every maximal chain of elementwise ops with one tensor operand
+   (and scalar constants) is one function of its root tensor, replaced by one ``nm.pwl_map``
+   call with a fitted table -- or an exact table when the chain is piecewise linear (Clip,
+   LeakyRelu, HardSigmoid, ...). Products of two tensors end a chain and stay exact VEC
+   multiplies: GELU's erf form becomes ``x * T(x)``, HardSwish ``x * exact_PL(x)``.
+
+``nm.pwl_map`` is ``call_dps_packed("nm.pwl_map", [x, table])``: the partitioner offloads it to
+the accelerator's PWL unit; on the host (strict=False) a numpy implementation runs it. The
+tables, their ranges and fitted errors are recorded in the module attribute ``nm.pwl_tables``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from nm_tvm.pwl import PL, PWLTable, fit
+
+from . import scalar_function as sf
+
+PWL_FUNC = "nm.pwl_map"
+DEFAULT_RANGE = (-8.0, 8.0)
+POSITIVE_RANGE = (2.0 ** -10, 64.0)  # for functions undefined at or below 0 (log, rsqrt, 1/x)
+NORM_VARIANCE_RANGE = (2.0 ** -6, 64.0)  # layer/RMS norm variance, unless calibrated
+
+
+@dataclass
+class LinearizeConfig:
+    """Knobs: table size (global and per function key), ranges, functions left alone.
+
+    A function key is the '+'-joined nonlinear ops of a fused subgraph ('erf' for GELU's erf
+    form, 'exp+log' for Softplus, 'exp' for softmax's exponent, 'reciprocal', 'rsqrt', ...).
+    """
+
+    segments: int = 64
+    segments_per_op: dict = field(default_factory=dict)
+    ranges: dict = field(default_factory=dict)  # key -> (lo, hi), overrides defaults
+    disabled: set = field(default_factory=set)  # keys left unlinearized (host or error)
+    max_segments: int | None = None  # the target's PWL table size
+
+    def segments_for(self, key: str) -> int:
+        n = int(self.segments_per_op.get(key, self.segments))
+        return min(n, self.max_segments) if self.max_segments else n
+
+
+def pwl_call(x: relax.Expr, table: PWLTable) -> relax.Expr:
+    return relax.call_dps_packed(PWL_FUNC, relax.Tuple([x, relax.const(table.to_array())]),
+                                 relax.TensorType(x.ty.shape, "float32"))
+
+
+def _shape(expr) -> tuple:
+    return tuple(int(d) for d in expr.ty.shape)
+
+
+class _Tables:
+    """Fits and records the module's tables."""
+
+    def __init__(self, config: LinearizeConfig):
+        self.config = config
+        self.records: list[dict] = []
+
+    def fitted(self, key: str, f, default_range) -> PWLTable:
+        lo, hi = self.config.ranges.get(key, default_range)
+        table = fit(f, float(lo), float(hi), self.config.segments_for(key), name=key)
+        self._record(key, table)
+        return table
+
+    def exact(self, key: str, pl: PL) -> PWLTable:
+        table = pl.table(key)
+        if self.config.max_segments and table.segments > self.config.max_segments:
+            raise ValueError(f"exact table for {key} needs {table.segments} segments; the "
+                             f"target's PWL memory holds {self.config.max_segments}")
+        self._record(key, table)
+        return table
+
+    def _record(self, key, table):
+        self.records.append({"key": key, "segments": int(table.segments), "exact": table.exact,
+                             "lo": float(table.lo), "hi": float(table.hi),
+                             "max_err": float(table.max_err),
+                             "mean_abs_err": float(table.mean_abs_err)})
+
+
+# ------------------------------------------------------------------------- 1. decompose
+@relax.expr_functor.mutator
+class _Decompose(relax.PyExprMutator):
+    def __init__(self, mod, tables: _Tables):
+        super().__init__(mod)
+        self.tables = tables
+
+    def _emit(self, expr):
+        return self.builder_.emit(expr)
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not isinstance(call.op, tvm.ir.Op):
+            return call
+        name, disabled = call.op.name, self.tables.config.disabled
+        if name in ("relax.nn.softmax", "relax.nn.log_softmax") and "softmax" not in disabled:
+            return self._softmax(call, log=name.endswith("log_softmax"))
+        if name == "relax.nn.layer_norm" and "layer_norm" not in disabled:
+            return self._norm(call, center=True)
+        if name == "relax.nn.rms_norm" and "rms_norm" not in disabled:
+            return self._norm(call, center=False)
+        if name == "relax.divide" and sf.scalar_constant(call.args[0]) is None \
+                and not isinstance(call.args[1], tvm.ir.Constant) and "reciprocal" not in disabled:
+            recip = self._reciprocal(call.args[1], POSITIVE_RANGE)
+            return relax.op.multiply(call.args[0], recip)
+        if name == "relax.power":
+            exponent = sf.scalar_constant(call.args[1])
+            if exponent in (2.0, 3.0, 4.0):
+                x, y = call.args[0], call.args[0]
+                for _ in range(int(exponent) - 1):
+                    y = self._emit(relax.op.multiply(y, x))
+                return y
+        return call
+
+    def _reciprocal(self, x, default_range):
+        table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range)
+        return self._emit(pwl_call(x, table))
+
+    def _softmax(self, call, log: bool):
+        x = call.args[0]
+        rank = len(x.ty.shape)
+        axis = int(call.attrs.axis) % rank
+        if axis != rank - 1:
+            return call  # left for VerifyGemmOnly to report
+        length = _shape(x)[-1]
+        m = self._emit(relax.op.max(x, axis=-1, keepdims=True))
+        shifted = self._emit(relax.op.subtract(x, m))
+        e = self._emit(pwl_call(shifted, self.tables.fitted("exp", np.exp, (-16.0, 0.0))))
+        s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
+        if log:  # log_softmax = (x - m) - log(sum)
+            log_s = self._emit(pwl_call(s, self.tables.fitted("log", np.log, (1.0, max(2.0, length)))))
+            return relax.op.subtract(shifted, log_s)
+        r = self._reciprocal(s, (1.0, max(2.0, float(length))))
+        return relax.op.multiply(e, r)
+
+    def _norm(self, call, center: bool):
+        x, gamma = call.args[0], call.args[1]
+        axes = [int(a) for a in call.attrs.axes]
+        eps = float(call.attrs.epsilon)
+        d = x
+        if center:
+            mu = self._emit(relax.op.mean(x, axis=axes, keepdims=True))
+            d = self._emit(relax.op.subtract(x, mu))
+        v = self._emit(relax.op.mean(self._emit(relax.op.multiply(d, d)), axis=axes, keepdims=True))
+        table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE)
+        r = self._emit(pwl_call(v, table))
+        y = self._emit(relax.op.multiply(d, r))
+        y = self._emit(relax.op.multiply(y, gamma))
+        if center and len(call.args) > 2:
+            y = relax.op.add(y, call.args[2])
+        return y
+
+
+# ----------------------------------------------------------------- 2. fuse scalar functions
+class _Region:
+    def __init__(self, root):
+        self.root = root
+        self.bindings: list = []  # (var, call) in order
+
+
+def _find_regions(block) -> dict:
+    """var -> region for every binding that is an elementwise function of one root tensor.
+    All such bindings of one root form one region (they are all functions of it)."""
+    region_of: dict = {}
+    by_root: dict = {}
+    for binding in block.bindings:
+        call = binding.value
+        if sf.elementwise_kind(call) is None or getattr(binding.var.ty, "dtype", None) != "float32":
+            continue
+        tensor_args = [a for a in sf.operands(call) if sf.scalar_constant(a) is None]
+        if len(tensor_args) > 1:
+            continue  # x * g(x) and friends stay exact VEC ops; the regions end here
+        roots, ok = set(), True
+        for arg in sf.operands(call):
+            if sf.scalar_constant(arg) is not None:
+                continue
+            if isinstance(arg, tvm.ir.Constant) or not isinstance(arg, relax.Var):
+                ok = False
+                break
+            region = region_of.get(arg)
+            roots.add(region.root if region else arg)
+        if not ok or len(roots) != 1:
+            continue
+        root = roots.pop()
+        try:
+            if _shape(binding.var) != _shape(root):
+                continue
+        except (TypeError, AttributeError):
+            continue
+        region = by_root.setdefault(root, _Region(root))
+        region.bindings.append((binding.var, call))
+        region_of[binding.var] = region
+    return region_of
+
+
+def _function_key(calls) -> str:
+    names = []
+    for call in calls:
+        name = call.op.name.split(".")[-1]
+        if call.op.name in sf.UNARY and call.op.name not in sf.PL_UNARY and name not in names:
+            names.append(name)
+    if any(c.op.name == "relax.divide" and sf.scalar_constant(c.args[0]) is not None
+           for c in calls):
+        names.append("reciprocal")
+    return "+".join(names) if names else "pl"
+
+
+def _evaluate(region: _Region, upto, x, exact: bool):
+    """Value of var ``upto`` as a function of the root: numpy array or PL."""
+    values = {region.root: x}
+    for var, call in region.bindings:
+        args = []
+        for arg in sf.operands(call):
+            c = sf.scalar_constant(arg)
+            args.append(c if c is not None else values[arg])
+        values[var] = sf.evaluate_pl(call, args) if exact else sf.evaluate(call, args)
+        if exact and values[var] is None:
+            return None
+        if var.same_as(upto):
+            return values[var]
+    raise KeyError(upto)
+
+
+def _subgraph(region: _Region, out) -> list:
+    """Calls of the region that ``out`` depends on."""
+    needed, calls = {out}, []
+    for var, call in reversed(region.bindings):
+        if var in needed:
+            calls.append(call)
+            needed.update(a for a in sf.operands(call) if hasattr(a, "ty"))
+    return list(reversed(calls))
+
+
+@relax.expr_functor.mutator
+class _FuseScalar(relax.PyExprMutator):
+    def __init__(self, mod, tables: _Tables, replace: dict):
+        super().__init__(mod)
+        self.tables = tables
+        self.replace = replace  # var -> table
+
+    def visit_var_binding_(self, binding):
+        if binding.var in self.replace:
+            root, table = self.replace[binding.var]
+            call = pwl_call(self.visit_expr(root), table)
+            emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
+                    else self.builder_.emit_output)
+            new = emit(call, name_hint=binding.var.name)
+            self.set_var_remap(binding.var, new)
+            return
+        super().visit_var_binding_(binding)
+
+
+def _plan_fusion(func: relax.Function, tables: _Tables) -> dict:
+    replace = {}
+    uses: dict = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            relax.analysis.post_order_visit(
+                binding.value, lambda e: uses.setdefault(e, set()).add(binding.var)
+                if isinstance(e, relax.Var) else None)
+    outputs = set()
+    relax.analysis.post_order_visit(func.body.body, lambda e: outputs.add(e)
+                                    if isinstance(e, relax.Var) else None)
+    for block in func.body.blocks:
+        region_of = _find_regions(block)
+        for var, region in region_of.items():
+            users = uses.get(var, set())
+            external = var in outputs or any(region_of.get(u) is not region for u in users)
+            if not external:
+                continue
+            calls = _subgraph(region, var)
+            if len(calls) == 1 and calls[0].op.name == "relax.nn.relu":
+                continue  # ReLU alone is a pattern of its own (fused into GEMMs)
+            key = _function_key(calls)
+            if any(part in tables.config.disabled for part in key.split("+")):
+                continue
+            pl = _evaluate(region, var, PL.identity(), exact=True)
+            if pl is not None:
+                table = tables.exact(key if key != "pl" else "pl", pl)
+            else:
+                f = lambda x, r=region, v=var: _evaluate(r, v, np.asarray(x, np.float64), False)
+                table = tables.fitted(key, f, _default_range(f))
+            replace[var] = (region.root, table)
+    return replace
+
+
+def _default_range(f) -> tuple:
+    with np.errstate(all="ignore"):
+        probe = f(np.linspace(*DEFAULT_RANGE, 257))
+    return DEFAULT_RANGE if np.all(np.isfinite(probe)) else POSITIVE_RANGE
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.Linearize")
+class Linearize:
+    """Rewrite nonlinear operators into PWL maps + GEMMs + vector ops (see module doc)."""
+
+    def __init__(self, config: LinearizeConfig | None = None):
+        self.config = config or LinearizeConfig()
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        tables = _Tables(self.config)
+        decompose = _Decompose(mod, tables)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function) and not (func.attrs and "Codegen" in func.attrs):
+                mod[gv] = decompose.visit_expr(func)
+        mod = relax.transform.Normalize()(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function) and not (func.attrs and "Codegen" in func.attrs):
+                replace = _plan_fusion(func, tables)
+                if replace:
+                    mod[gv] = _FuseScalar(mod, tables, replace).visit_expr(func)
+        mod = relax.transform.DeadCodeElimination()(mod)
+        return mod.with_attr("nm.pwl_tables", json.dumps(tables.records))
