@@ -21,13 +21,15 @@ PIPELINE_NAME = "nm"
 
 
 def accelerator_passes(hw: HardwareConfig, strict: bool = True,
-                       linearize: LinearizeConfig | None = None) -> tvm.transform.Pass:
-    """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module."""
+                       linearize: LinearizeConfig | None = None,
+                       probe: bool = False) -> tvm.transform.Pass:
+    """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module.
+    ``probe`` also returns every fitted table's input tensor (for calibration)."""
     config = dataclasses.replace(linearize or LinearizeConfig(),
                                  max_segments=hw.pwl_entries - 1)  # one entry for negation
     return tvm.transform.Sequential(
-        [Canonicalize(), Linearize(config), PartitionForAccelerator(), LowerToAccelerator(hw),
-         VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")
+        [Canonicalize(), Linearize(config, probe), PartitionForAccelerator(),
+         LowerToAccelerator(hw), VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")
 
 
 def nm_pipeline(hw: HardwareConfig | None = None, strict: bool = True) -> tvm.transform.Pass:

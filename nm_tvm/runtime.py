@@ -104,21 +104,28 @@ class CompiledModel:
 
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
-            strict: bool = True, linearize: LinearizeConfig | None = None) -> CompiledModel:
+            strict: bool = True, linearize: LinearizeConfig | None = None,
+            calibration: list[dict] | None = None, probe: bool = False) -> CompiledModel:
     """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
 
     ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
     ``HardwareConfig``; the default is ``nm/fp32-16x16``. ``strict`` makes any operator that
     cannot run on the accelerator a compile error. ``linearize`` sets PWL table sizes, ranges
-    and which nonlinear functions are left alone.
+    and which nonlinear functions are left alone; ``calibration`` (sample input dicts) fits
+    every table to the range its inputs really take (:func:`nm_tvm.calibrate.calibrate`).
     """
     tvm_target, hw = resolve_target(target)
     if not isinstance(model, tvm.IRModule):
         model = frontend.load_onnx(model)
+    if calibration:
+        from nm_tvm.calibrate import calibrate
+
+        linearize = calibrate(model, calibration, target=hw, input_shapes=input_shapes,
+                              config=linearize)
     try:
         imported = frontend.import_model(model, input_shapes)
         with tvm_target:
-            offloaded = accelerator_passes(hw, strict, linearize)(imported.mod)
+            offloaded = accelerator_passes(hw, strict, linearize, probe)(imported.mod)
     except (NotGemmOnlyError, frontend.ModelLoadError) as err:
         # Name the ONNX operators and nodes behind the failure (TVM's importer or
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows.

@@ -46,7 +46,10 @@ class LinearizeConfig:
 
     segments: int = 64
     segments_per_op: dict = field(default_factory=dict)
-    ranges: dict = field(default_factory=dict)  # key -> (lo, hi), overrides defaults
+    # (lo, hi) by table instance ('gelu#3', from calibration) or by key ('gelu'); overrides
+    # the defaults. Optional calibration samples by instance weight the fit.
+    ranges: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
     disabled: set = field(default_factory=set)  # keys left unlinearized (host or error)
     max_segments: int | None = None  # the target's PWL table size
 
@@ -65,31 +68,41 @@ def _shape(expr) -> tuple:
 
 
 class _Tables:
-    """Fits and records the module's tables."""
+    """Fits and records the module's tables; each gets an instance id ``key#n`` in creation
+    order, stable for the same model, so calibrated ranges find their table again."""
 
     def __init__(self, config: LinearizeConfig):
         self.config = config
         self.records: list[dict] = []
+        self.probes: list = []  # (instance id, root expr): the tensors calibration observes
 
-    def fitted(self, key: str, f, default_range) -> PWLTable:
-        lo, hi = self.config.ranges.get(key, default_range)
-        table = fit(f, float(lo), float(hi), self.config.segments_for(key), name=key)
-        self._record(key, table)
+    def _instance(self, key: str) -> str:
+        return f"{key}#{len(self.records)}"
+
+    def fitted(self, key: str, f, default_range, root=None) -> PWLTable:
+        inst = self._instance(key)
+        cfg = self.config
+        lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
+        table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=cfg.samples.get(inst),
+                    name=key)
+        self._record(inst, key, table, root)
         return table
 
-    def exact(self, key: str, pl: PL) -> PWLTable:
+    def exact(self, key: str, pl: PL, root=None) -> PWLTable:
         table = pl.table(key)
         if self.config.max_segments and table.segments > self.config.max_segments:
             raise ValueError(f"exact table for {key} needs {table.segments} segments; the "
                              f"target's PWL memory holds {self.config.max_segments}")
-        self._record(key, table)
+        self._record(self._instance(key), key, table, root)
         return table
 
-    def _record(self, key, table):
-        self.records.append({"key": key, "segments": int(table.segments), "exact": table.exact,
-                             "lo": float(table.lo), "hi": float(table.hi),
+    def _record(self, inst, key, table, root):
+        self.records.append({"id": inst, "key": key, "segments": int(table.segments),
+                             "exact": table.exact, "lo": float(table.lo), "hi": float(table.hi),
                              "max_err": float(table.max_err),
                              "mean_abs_err": float(table.mean_abs_err)})
+        if root is not None and not table.exact:
+            self.probes.append((inst, root))
 
 
 # ------------------------------------------------------------------------- 1. decompose
@@ -127,7 +140,7 @@ class _Decompose(relax.PyExprMutator):
         return call
 
     def _reciprocal(self, x, default_range):
-        table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range)
+        table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x)
         return self._emit(pwl_call(x, table))
 
     def _softmax(self, call, log: bool):
@@ -156,7 +169,8 @@ class _Decompose(relax.PyExprMutator):
             mu = self._emit(relax.op.mean(x, axis=axes, keepdims=True))
             d = self._emit(relax.op.subtract(x, mu))
         v = self._emit(relax.op.mean(self._emit(relax.op.multiply(d, d)), axis=axes, keepdims=True))
-        table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE)
+        table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE,
+                                   root=v)
         r = self._emit(pwl_call(v, table))
         y = self._emit(relax.op.multiply(d, r))
         y = self._emit(relax.op.multiply(y, gamma))
@@ -290,10 +304,10 @@ def _plan_fusion(func: relax.Function, tables: _Tables) -> dict:
                 continue
             pl = _evaluate(region, var, PL.identity(), exact=True)
             if pl is not None:
-                table = tables.exact(key if key != "pl" else "pl", pl)
+                table = tables.exact(key, pl)
             else:
                 f = lambda x, r=region, v=var: _evaluate(r, v, np.asarray(x, np.float64), False)
-                table = tables.fitted(key, f, _default_range(f))
+                table = tables.fitted(key, f, _default_range(f), root=region.root)
             replace[var] = (region.root, table)
     return replace
 
@@ -306,10 +320,16 @@ def _default_range(f) -> tuple:
 
 @tvm.transform.module_pass(opt_level=0, name="nm.Linearize")
 class Linearize:
-    """Rewrite nonlinear operators into PWL maps + GEMMs + vector ops (see module doc)."""
+    """Rewrite nonlinear operators into PWL maps + GEMMs + vector ops (see module doc).
 
-    def __init__(self, config: LinearizeConfig | None = None):
+    With ``probe=True`` ``main`` also returns the input tensor of every fitted table (after
+    the model's outputs, ids in the module attribute ``nm.probes``): calibration runs that
+    module on sample inputs to find each table's real input range.
+    """
+
+    def __init__(self, config: LinearizeConfig | None = None, probe: bool = False):
         self.config = config or LinearizeConfig()
+        self.probe = probe
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         tables = _Tables(self.config)
@@ -323,5 +343,38 @@ class Linearize:
                 replace = _plan_fusion(func, tables)
                 if replace:
                     mod[gv] = _FuseScalar(mod, tables, replace).visit_expr(func)
+        if self.probe:
+            mod = _expose_probes(mod, tables.probes)
         mod = relax.transform.DeadCodeElimination()(mod)
         return mod.with_attr("nm.pwl_tables", json.dumps(tables.records))
+
+
+def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
+    """Append the probed tensors to main's outputs (a flat tuple). Roots are found again by
+    position (parameter or binding index), since ToNonDataflow makes new variables."""
+    main = mod["main"]
+    where = {}
+    for i, p in enumerate(main.params):
+        where[p] = ("param", i)
+    for bi, block in enumerate(main.body.blocks):
+        for ji, binding in enumerate(block.bindings):
+            where[binding.var] = ("binding", bi, ji)
+    positions = [where.get(root) for _, root in probes]
+    mod = relax.transform.ToNonDataflow()(mod)
+    main = mod["main"]
+    roots = []
+    for pos in positions:
+        if pos is None:
+            raise ValueError("calibration probe lost its tensor")
+        roots.append(main.params[pos[1]] if pos[0] == "param"
+                     else main.body.blocks[pos[1]].bindings[pos[2]].var)
+    ret = main.body.body
+    outs = list(ret.fields) if isinstance(ret, relax.Tuple) else [ret]
+    result = relax.Tuple(outs + roots)
+    body = relax.SeqExpr(main.body.blocks, result)
+    ret_ty = relax.TupleType([e.ty for e in outs + roots])
+    mod["main"] = relax.Function(main.params, body, ret_ty, attrs=main.attrs)
+    mod = relax.transform.Normalize()(mod)
+    mod = relax.transform.ConvertToDataflow()(mod)
+    return mod.with_attr("nm.probes", json.dumps({"ids": [inst for inst, _ in probes],
+                                                  "n_outputs": len(outs)}))

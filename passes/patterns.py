@@ -10,6 +10,7 @@ from __future__ import annotations
 from itertools import product
 
 import tvm
+from tvm import relax
 
 from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
@@ -36,8 +37,10 @@ def _all_static(context) -> bool:
         if expr.same_as(root):
             continue
         var = context.value_to_bound_var.get(expr)
-        if var is not None and len(context.var_usages.get(var, [])) > 1:
-            return False
+        if var is None:
+            continue
+        if len(context.var_usages.get(var, [])) > 1 or not isinstance(var, relax.DataflowVar):
+            return False  # used by another binding, or an output of the dataflow block
     return True
 
 

@@ -1,0 +1,52 @@
+"""Calibration: run the model on sample inputs and fit every PWL table to the range its
+input really takes (NeuralMatrix fits tables where the data falls, not on a guessed range)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from nm_tvm.passes import LinearizeConfig
+
+MAX_SAMPLES = 200_000  # values kept per table for weighting the fit
+
+
+def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
+              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
+    """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
+
+    The model is compiled once with default ranges and every fitted table's input exposed as
+    an extra output; each sample runs on the simulator; each table's observed [min, max]
+    becomes its range. Exact (piecewise-linear) tables need no calibration.
+    """
+    from nm_tvm.runtime import compile as nm_compile
+
+    if not samples:
+        raise ValueError("calibrate() needs at least one sample input dict")
+    config = config or LinearizeConfig()
+    probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
+                       probe=True)
+    meta = json.loads(str(probe.offloaded_module.attrs["nm.probes"]))
+    ids, first = meta["ids"], meta["n_outputs"]
+    seen: dict[str, list] = {inst: [] for inst in ids}
+    for sample in samples:
+        outputs = probe.run(sample)
+        for inst, value in zip(ids, outputs[first:]):
+            seen[inst].append(np.asarray(value, np.float32).ravel())
+    rng = np.random.default_rng(seed)
+    ranges, kept = dict(config.ranges), dict(config.samples)
+    for inst, parts in seen.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        lo, hi = float(values.min()), float(values.max())
+        if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):  # a constant input: any small range
+            pad = 1e-3 * max(1.0, abs(lo))
+            lo, hi = lo - pad, hi + pad
+        ranges[inst] = (lo, hi)
+        if values.size > MAX_SAMPLES:
+            values = rng.choice(values, MAX_SAMPLES, replace=False)
+        kept[inst] = values
+    return dataclasses.replace(config, ranges=ranges, samples=kept)
