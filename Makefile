@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nm-installed
 SOURCES := pyproject.toml CMakeLists.txt $(wildcard target/csrc/*)
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench clean sanitize fuzz conformance
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +34,32 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/sim_speed.py
+
+# Simulator built with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option NM_SANITIZE)
+# into build/sanitize, then the simulator-level tests run against it (NM_ACCEL_LIBRARY) with the
+# ASan runtime preloaded into Python. Leak checks are off (CPython and TVM keep memory at exit).
+SAN_DIR := build/sanitize
+SAN_TESTS ?= tests/test_simulator.py tests/test_fuzz.py tests/test_determinism.py tests/test_ops.py
+sanitize: $(STAMP)
+	cmake -S . -B $(SAN_DIR) -DNM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) >/dev/null
+	cmake --build $(SAN_DIR) -j2
+	nm -D $(SAN_DIR)/libnm_accel.so | grep -q __asan_init && echo "sanitizer build: ASan+UBSan instrumented"
+	NM_ACCEL_LIBRARY=$(abspath $(SAN_DIR))/libnm_accel.so \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PY) -m pytest -q -p no:cacheprovider $(SAN_TESTS)
+
+# Long fuzz run of the simulator (prints run, crash, hang and invariant-violation counts).
+FUZZ_RUNS ?= 200000
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)
+	$(PY) benchmarks/fuzz_simulator.py --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED) \
+	  --json benchmarks/results/fuzz.json
+
+# All ONNX backend node test cases on the fp32 preset (benchmarks/results/conformance.json).
+conformance: $(STAMP)
+	$(PY) benchmarks/conformance.py
 
 clean:
 	rm -rf build $(VENV)

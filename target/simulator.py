@@ -17,6 +17,7 @@ zeroed on-chip memories and zero-filled scratch regions.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -32,7 +33,13 @@ _module = None
 
 def _library_path() -> Path:
     """The built library: next to this file in an installed package. In an editable install
-    the package's other locations (``__path__``, which includes site-packages) hold it."""
+    the package's other locations (``__path__``, which includes site-packages) hold it.
+    ``NM_ACCEL_LIBRARY`` overrides it (e.g. the sanitizer build of ``make sanitize``)."""
+    override = os.environ.get("NM_ACCEL_LIBRARY")
+    if override:
+        if not Path(override).is_file():
+            raise RuntimeError(f"NM_ACCEL_LIBRARY={override} is not a file")
+        return Path(override)
     candidates = [Path(__file__).with_name(LIBRARY_NAME)]
     try:
         from nm_tvm import target as _pkg
