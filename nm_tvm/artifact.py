@@ -75,7 +75,30 @@ def manifest_of(compiled, model_name: str = "") -> dict:
         "outputs": list(compiled.output_names),
         "layers": compiled.layers,
         "host_ops": list(compiled.host_ops),
+        "module_attrs": _module_attrs(compiled.offloaded_module),
     }
+
+
+def _module_attrs(mod) -> dict:
+    """The offloaded module's ``nm.*`` attributes (JSON text or string lists), which
+    CompiledModel reads at construction; kept so a loaded model is built the same way."""
+    out = {}
+    for key, value in (mod.attrs.items() if mod is not None and mod.attrs else []):
+        if isinstance(value, str):
+            out[str(key)] = str(value)
+        else:
+            try:
+                out[str(key)] = [str(v) for v in value]
+            except TypeError:
+                out[str(key)] = str(value)
+    return out
+
+
+class _ModuleAttrs:
+    """Stands in for the offloaded IRModule (not stored in artifacts): only ``.attrs``."""
+
+    def __init__(self, attrs: dict):
+        self.attrs = attrs
 
 
 def save(compiled, path: str | Path, model_name: str = "") -> Path:
@@ -164,6 +187,7 @@ def load(path: str | Path):
         input_dtypes={i["name"]: i["dtype"] for i in inputs},
         output_names=list(manifest["outputs"]))
     compiled = CompiledModel(executable, hw, imported, manifest["layers"], manifest["host_ops"],
-                             offloaded=None)
+                             offloaded=_ModuleAttrs(manifest.get("module_attrs", {})))
+    compiled.offloaded_module = None  # the IR is not in the artifact; the executable is
     compiled.manifest = manifest
     return compiled

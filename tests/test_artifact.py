@@ -1,0 +1,82 @@
+"""Artifact files: one tar that a fresh process loads and runs without recompiling."""
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+import nm_tvm
+from nm_tvm import artifact
+from nm_tvm.models import mlp
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("artifact")
+    compiled = nm_tvm.compile(mlp(), target="nm/bf16-32x32")
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    np.save(d / "ref.npy", compiled.run({"input": x})[0])
+    return artifact.save(compiled, d / "mlp.tar", "mlp"), compiled
+
+
+def test_reload_in_a_new_process_gives_identical_outputs(saved):
+    path, compiled = saved
+    d = path.parent
+    code = (f"import numpy as np; from nm_tvm import artifact; m = artifact.load({str(path)!r});"
+            f"y = m.run({{'input': np.load({str(d / 'x.npy')!r})}})[0];"
+            f"np.save({str(d / 'y.npy')!r}, y); print(m.hw.name, m.stats.cycles)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(d / "y.npy"), np.load(d / "ref.npy"))
+    name, cycles = proc.stdout.split()
+    assert name == "bf16-32x32" and int(cycles) == compiled.stats.cycles
+
+
+def test_manifest_describes_the_model(saved):
+    path, compiled = saved
+    m = artifact.read_manifest(path)
+    assert m["inputs"] == [{"name": "input", "shape": [4, 64], "dtype": "float32"}]
+    assert m["outputs"] == compiled.output_names
+    assert m["hardware"]["dtypes"]["operand"] == "bfloat16"
+    assert len(m["layers"]) == len(compiled.layers) and m["host_ops"] == []
+
+
+def _rewrite(path, dest, **changes):
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile(artifact.MANIFEST).read())
+        lib = tar.extractfile(artifact.LIBRARY).read()
+    manifest.update(changes)
+    with tarfile.open(dest, "w") as tar:
+        for name, blob in ((artifact.MANIFEST, json.dumps(manifest).encode()),
+                           (artifact.LIBRARY, lib)):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return dest
+
+
+def test_incompatible_versions_are_refused(saved, tmp_path):
+    path, _ = saved
+    with pytest.raises(artifact.ArtifactError, match="ISA version 999"):
+        artifact.load(_rewrite(path, tmp_path / "isa.tar", isa_version=999))
+    with pytest.raises(artifact.ArtifactError, match="format version 7"):
+        artifact.load(_rewrite(path, tmp_path / "fmt.tar", format_version=7))
+    with pytest.raises(artifact.ArtifactError, match="TVM 0.1"):
+        artifact.load(_rewrite(path, tmp_path / "tvm.tar", tvm_version="0.1"))
+
+
+def test_files_that_are_not_artifacts_are_refused(tmp_path):
+    (tmp_path / "text.tar").write_text("hello")
+    with pytest.raises(artifact.ArtifactError, match="not a tar file"):
+        artifact.load(tmp_path / "text.tar")
+    with tarfile.open(tmp_path / "other.tar", "w") as tar:
+        tar.add(__file__, arcname="x.py")
+    with pytest.raises(artifact.ArtifactError, match="not an nm_tvm artifact"):
+        artifact.load(tmp_path / "other.tar")
+    with pytest.raises(artifact.ArtifactError, match="does not exist"):
+        artifact.load(tmp_path / "missing.tar")
