@@ -180,6 +180,7 @@ def _compile(args, err_console, spec: str):
     """Compile ``spec`` under the options of ``args``; returns (compiled, proto, preprocess, name)."""
     import nm_tvm
 
+    nm_tvm.resolve_target(args.target)  # a bad target is reported before the model is read
     proto, default_shapes, preprocess, name = _load_model_arg(spec)
     shapes = dict(default_shapes or {})
     shapes.update(getattr(args, "input_shapes", None) or {})
