@@ -186,8 +186,13 @@ def load(path: str | Path):
         input_shapes={i["name"]: tuple(i["shape"]) for i in inputs},
         input_dtypes={i["name"]: i["dtype"] for i in inputs},
         output_names=list(manifest["outputs"]))
-    compiled = CompiledModel(executable, hw, imported, manifest["layers"], manifest["host_ops"],
-                             offloaded=_ModuleAttrs(manifest.get("module_attrs", {})))
+    try:
+        compiled = CompiledModel(executable, hw, imported, manifest["layers"],
+                                 manifest["host_ops"],
+                                 offloaded=_ModuleAttrs(manifest.get("module_attrs", {})))
+    except (KeyError, TypeError, ValueError) as err:  # a manifest from another nm_tvm build
+        raise ArtifactError(f"'{path}' was written by an incompatible nm_tvm build (its "
+                            f"manifest lacks {err}): recompile the model") from None
     compiled.offloaded_module = None  # the IR is not in the artifact; the executable is
     compiled.manifest = manifest
     return compiled

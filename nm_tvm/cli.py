@@ -47,7 +47,8 @@ def _spinner(err_console, text: str):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
+                  console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
         task = progress.add_task(text, total=None)
         yield lambda desc: progress.update(task, description=desc)
 
@@ -57,7 +58,8 @@ def _bar(err_console, text: str, total: int):
                                TimeElapsedColumn)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err_console, transient=True)
+                        TimeElapsedColumn(), console=err_console, transient=True,
+                        disable=not err_console.is_terminal)
     task = progress.add_task(text, total=total)
     return progress, (lambda: progress.advance(task))
 

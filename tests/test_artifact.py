@@ -80,3 +80,27 @@ def test_files_that_are_not_artifacts_are_refused(tmp_path):
         artifact.load(tmp_path / "other.tar")
     with pytest.raises(artifact.ArtifactError, match="does not exist"):
         artifact.load(tmp_path / "missing.tar")
+
+
+def test_tvm_api_pipeline_executable_exports_and_reloads(tmp_path, rng):
+    """The TVM-API path (tvm.compile with relax_pipeline="nm") exports like any executable."""
+    import tvm
+    from tvm import relax
+    from tvm.target import Target
+
+    from nm_tvm.target import simulator
+
+    imported = nm_tvm.frontend.import_onnx(mlp())
+    exe = tvm.compile(imported.mod, target=Target("nm/fp32-16x16"), relax_pipeline="nm")
+    with artifact.quiet_native_stderr():
+        exe.export_library(str(tmp_path / "m.so"))
+        simulator.load()
+        loaded = tvm.runtime.load_module(str(tmp_path / "m.so"))
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    outs = [relax.VirtualMachine(e, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+            for e in (exe, loaded)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    from nm_tvm.validate import onnx_runtime_outputs
+
+    ref = onnx_runtime_outputs(mlp(), {"input": x})[0]
+    np.testing.assert_allclose(outs[0], ref, rtol=1e-5, atol=1e-5)
