@@ -14,7 +14,9 @@ partitioner rename everything, and fusion/folding remove intermediate tensors):
 
 Limits: a fused layer (conv+BN+ReLU) matches the tensor at the end of the fused chain; a
 layer whose output has no ONNX counterpart (a transpose inside a decomposed op, a folded
-constant) is reported as "no ONNX tensor" and does not count as divergence; equal-shape
+constant, the inside of a decomposed LayerNorm or softmax) is reported as "no ONNX tensor"
+and does not count as divergence -- a mismatch that a later layer recovers from is taken to be
+such a value, so a real error that later layers hide is missed; equal-shape
 tensors with equal values (e.g. a ReLU that changes nothing) can match one step early. Host
 ops are not compared, but their effect shows in the next accelerator layer.
 """
@@ -117,6 +119,14 @@ def match_layers(compiled, proto: onnx.ModelProto, inputs: dict, rtol: float,
                                   op_of.get(name) if name else None, err, ok))
         if progress is not None:
             progress()
+    # A mismatch followed by a later match was a value with no ONNX counterpart (the inside of
+    # a decomposed LayerNorm / softmax has same-shape neighbours): not a divergence.
+    recovered = False
+    for m in reversed(results):
+        if m.ok:
+            recovered = True
+        elif m.ok is False and recovered:
+            m.ok, m.onnx_tensor, m.onnx_op, m.max_rel_err = None, None, None, None
     return results
 
 
