@@ -135,6 +135,11 @@ def _random_program(rng) -> np.ndarray:
     return b.encode()
 
 
+def _wrap(v: int) -> int:
+    """Two's-complement int64 wrap-around (the word as the simulator sees it)."""
+    return (v + 2**63) % 2**64 - 2**63
+
+
 def mutate(seed: np.ndarray, rng) -> np.ndarray:
     p = seed.copy()
     n_instr = int(p[3]) if len(p) > 3 else 0
@@ -148,9 +153,9 @@ def mutate(seed: np.ndarray, rng) -> np.ndarray:
             if r < 0.45:
                 p[i] = SPECIALS[int(rng.integers(len(SPECIALS)))]
             elif r < 0.65:
-                p[i] = int(p[i]) + int(rng.integers(-4, 5))
+                p[i] = _wrap(int(p[i]) + int(rng.integers(-4, 5)))
             elif r < 0.85:
-                p[i] = np.int64(int(p[i]) ^ (1 << int(rng.integers(63))))
+                p[i] = _wrap(int(p[i]) ^ (1 << int(rng.integers(64))))
             else:
                 p[i] = rng.integers(-2**63, 2**63 - 1, dtype=np.int64)
         elif kind < 0.7 and n_instr and body < len(p):  # instruction-level
@@ -258,7 +263,7 @@ class Runner:
         return None
 
 
-def worker(seed: int, start: int, runs: int, progress_path: str) -> int:
+def worker(seed: int, start: int, runs: int, progress_path: str, crash_at: int = -1) -> int:
     """Run inputs start..runs-1 (input i is a pure function of (seed, i)); report progress."""
     runner = Runner()
     all_seeds = seeds()
@@ -270,6 +275,9 @@ def worker(seed: int, start: int, runs: int, progress_path: str) -> int:
         progress.flush()
         rng = np.random.default_rng([seed, i])
         program, args = make_input(all_seeds, rng)
+        if i == crash_at:  # self-test of the crash capture (--self-test-crash-at)
+            import signal
+            os.kill(os.getpid(), signal.SIGSEGV)
         try:
             msg = runner.check(program, args, rng)
         except Exception as err:  # noqa: BLE001 -- a non-ValueError is an invariant violation
@@ -288,7 +296,8 @@ def regenerate(seed: int, i: int) -> tuple[np.ndarray, list[np.ndarray]]:
     return make_input(seeds(), rng)
 
 
-def supervise(seed: int, runs: int, hang_s: float, crash_dir: Path, quiet: bool) -> dict:
+def supervise(seed: int, runs: int, hang_s: float, crash_dir: Path, quiet: bool,
+              crash_at: int = -1) -> dict:
     import tempfile
 
     crashes, hangs, violations, n_seeds = [], [], [], 0
@@ -300,15 +309,17 @@ def supervise(seed: int, runs: int, hang_s: float, crash_dir: Path, quiet: bool)
             Path(progress_path).write_bytes(int(start).to_bytes(8, "little"))
             proc = subprocess.Popen(
                 [sys.executable, __file__, "--worker", "--seed", str(seed), "--start",
-                 str(start), "--runs", str(runs), "--progress", progress_path],
+                 str(start), "--runs", str(runs), "--progress", progress_path,
+                 "--self-test-crash-at", str(crash_at)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            last, last_change = start, time.perf_counter()
+            last, last_change, killed = start, time.perf_counter(), False
             while proc.poll() is None:
                 time.sleep(0.2)
                 cur = int.from_bytes(Path(progress_path).read_bytes()[:8], "little")
                 if cur != last:
                     last, last_change = cur, time.perf_counter()
                 elif time.perf_counter() - last_change > hang_s:
+                    killed = True
                     proc.kill()
                     proc.wait()
                     break
@@ -319,7 +330,9 @@ def supervise(seed: int, runs: int, hang_s: float, crash_dir: Path, quiet: bool)
                 violations += report["violations"]
                 n_seeds = report["n_seeds"]
                 break
-            kind = "hang" if proc.returncode in (-9,) else "crash"
+            if proc.returncode > 0 and not killed:  # a Python error in the harness itself
+                raise RuntimeError(f"fuzz worker failed at input {cur}:\n{err[-3000:]}")
+            kind = "hang" if killed else "crash"
             program, _ = regenerate(seed, cur)
             crash_dir.mkdir(parents=True, exist_ok=True)
             path = crash_dir / f"{kind}-seed{seed}-input{cur}.npy"
@@ -371,12 +384,14 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--progress", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--self-test-crash-at", type=int, default=-1, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.seed, a.start, a.runs, a.progress)
+        return worker(a.seed, a.start, a.runs, a.progress, a.self_test_crash_at)
     if a.engine == "atheris":
         return atheris_main(a.runs, a.seed)
-    summary = supervise(a.seed, a.runs, a.hang_s, Path(a.crash_dir), a.quiet)
+    summary = supervise(a.seed, a.runs, a.hang_s, Path(a.crash_dir), a.quiet,
+                        a.self_test_crash_at)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(summary, indent=1))

@@ -7,7 +7,9 @@ Every case of ``onnx.backend.test.case.node.collect_testcases()`` gets exactly o
   attributes (``NotGemmOnlyError`` / ``CodegenError`` / ``ModelLoadError``);
 * ``passed`` -- it compiled for the target (strict: GEMM-only) and every output of every data
   set matched the expected output: exact cases within ``rtol * max|expected| + atol``;
-  cases with approximated operators within the sum of those operators' fitted bounds;
+  cases with approximated operators within that plus the sum of the fitted max errors of the
+  compiled model's non-exact PWL tables (``compiled.pwl_tables``; each bound holds over the
+  table's fitted input range) and any ``OpSupport.max_abs_err``;
 * ``failed`` -- it compiled but a run raised or an output mismatched (shape, value, NaN).
 
 Inputs of operators that need constant operands (``OpSupport.constant_inputs``, e.g. Conv
@@ -145,7 +147,14 @@ def _postcheck(model, feeds: dict, outputs) -> str | None:
     return None
 
 
-def _tolerance(model, expected: np.ndarray) -> tuple[str, float]:
+def _fitted_bound(compiled) -> float:
+    """Sum of the fitted max errors of the non-exact PWL tables the compiled model uses
+    (``compiled.pwl_tables``, each fitted over its [lo, hi] input range)."""
+    tables = getattr(compiled, "pwl_tables", None) or []
+    return float(sum(t.get("max_err", 0.0) for t in tables if not t.get("exact", False)))
+
+
+def _tolerance(model, expected: np.ndarray, fitted: float = 0.0) -> tuple[str, float]:
     """(level, absolute tolerance) for one output of this case."""
     scale = float(np.nanmax(np.abs(expected))) if expected.size and np.isfinite(
         expected).any() else 0.0
@@ -154,7 +163,7 @@ def _tolerance(model, expected: np.ndarray) -> tuple[str, float]:
     approx = [support.SUPPORTED_OPS[n.op_type] for n in model.graph.node
               if support.level(n.op_type) == support.APPROX]
     if approx:
-        return support.APPROX, tol + sum(s.max_abs_err or 0.0 for s in approx)
+        return support.APPROX, tol + sum(s.max_abs_err or 0.0 for s in approx) + fitted
     return support.EXACT, tol
 
 
@@ -221,7 +230,7 @@ def run_case(case, target="nm/fp32-16x16") -> CaseResult:
             continue
         for k, (sim, ref) in enumerate(zip(sims, outputs)):
             ref = _as_tensor(ref)
-            result.level, tol = _tolerance(case.model, ref)
+            result.level, tol = _tolerance(case.model, ref, _fitted_bound(compiled))
             ok, err, msg = _compare(np.asarray(sim), ref, tol)
             worst = max(worst, err)
             tol_used = tol if tol_used is None else min(tol_used, tol)
@@ -266,8 +275,8 @@ def report(results: list[CaseResult], target: str) -> dict:
 
     return {"target": target, "onnx": onnx.__version__, "tvm": tvm.__version__,
             "tolerance": {"rtol_vs_max_abs_expected": RTOL, "atol": ATOL,
-                          "approximate": "plus the sum of the fitted max_abs_err of each "
-                                         "approximated operator"},
+                          "approximate": "plus the sum of the fitted max_err of the compiled "
+                                         "model's non-exact PWL tables"},
             "support_table": support.table_rows(), "summary": summarize(results),
             "cases": [asdict(r) for r in results]}
 
