@@ -47,6 +47,19 @@ def _graph_inputs(proto: onnx.ModelProto) -> list:
     return [i for i in proto.graph.input if i.name not in initializers]
 
 
+def _check_layer_norm_outputs(proto: onnx.ModelProto) -> None:
+    """TVM's importer returns zeros for LayerNormalization's optional Mean / InvStdDev
+    outputs: refuse models that use them rather than return wrong numbers."""
+    used = {o.name for o in proto.graph.output}
+    for node in proto.graph.node:
+        used.update(node.input)
+    for i, node in enumerate(proto.graph.node):
+        if node.op_type == "LayerNormalization" and any(o and o in used for o in node.output[1:]):
+            raise ModelLoadError(
+                f"LayerNormalization node '{node.name or f'#{i}'}' uses its Mean/InvStdDev "
+                "outputs, which TVM's ONNX importer does not compute; only output Y is supported")
+
+
 def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     """ONNX -> Relax with static shapes and weights as constants."""
     proto = load_onnx(model)
@@ -54,6 +67,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
         raise ModelLoadError(f"ONNX model is invalid: {err}") from None
+    _check_layer_norm_outputs(proto)
     input_shapes = dict(input_shapes or {})
     shapes, dtypes = {}, {}
     for inp in _graph_inputs(proto):

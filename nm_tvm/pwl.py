@@ -174,8 +174,20 @@ def _place(x: np.ndarray, rho: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.linspace(0, 1, n + 1), cdf, x)
 
 
+def _separate(edges: np.ndarray) -> np.ndarray:
+    """Strictly increasing edges: blend toward uniform until no segment is (nearly) empty."""
+    uniform = np.linspace(edges[0], edges[-1], len(edges))
+    min_width = 1e-6 * (edges[-1] - edges[0])
+    for blend in (0.0, 0.1, 0.3, 1.0):
+        out = (1 - blend) * edges + blend * uniform
+        if np.all(np.diff(out) > min_width):
+            return out
+    return uniform
+
+
 def _fit_segments(f, edges: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray):
     """Interpolating line per segment, intercept shifted to zero weighted-mean error."""
+    edges = _separate(edges)
     ye = f(edges)
     slopes = np.diff(ye) / np.diff(edges)
     intercepts = ye[:-1] - slopes * edges[:-1]
@@ -222,7 +234,7 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
         edges = np.linspace(lo, hi, inner + 1)
         slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
     else:
-        edges = _place(x, _density(f, x, weights), inner)
+        edges = _separate(_place(x, _density(f, x, weights), inner))
         best = None
         for _ in range(iterations):  # equalise per-segment max error
             slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
@@ -231,7 +243,7 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
                 best = (max_err, edges.copy())
             widths = np.diff(edges) * (per_seg.mean() / np.maximum(per_seg, 1e-30)) ** 0.35
             edges = np.concatenate([[lo], lo + np.cumsum(widths) * (hi - lo) / widths.sum()])
-        edges = best[1]
+        edges = _separate(best[1])
         slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
     max_err, mean_err, _ = _errors(slopes, intercepts, seg, x, y, w)
     (l_near, l_far, l_beyond), (r_near, r_far, r_beyond) = _outer_lines(

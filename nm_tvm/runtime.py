@@ -78,9 +78,7 @@ class CompiledModel:
         result = vm["main"](*args)
         records = simulator.take_stats()
         self.stats = self._collect(records)
-        if isinstance(result, tvm.runtime.Tensor):
-            return [result.numpy()]
-        return [r.numpy() for r in result]
+        return _flatten(result)
 
     def _collect(self, records: list[dict]) -> RunStats:
         stats = RunStats(self.hw)
@@ -101,6 +99,13 @@ class CompiledModel:
     @property
     def analytic_macs(self) -> int:
         return sum(layer["macs"] for layer in self.layers)
+
+
+def _flatten(result) -> list[np.ndarray]:
+    """VM results (a tensor or nested tuples of tensors) as a flat list, in output order."""
+    if isinstance(result, tvm.runtime.Tensor):
+        return [result.numpy()]
+    return [array for item in result for array in _flatten(item)]
 
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)

@@ -34,6 +34,7 @@ PWL_FUNC = "nm.pwl_map"
 DEFAULT_RANGE = (-8.0, 8.0)
 POSITIVE_RANGE = (2.0 ** -10, 64.0)  # for functions undefined at or below 0 (log, rsqrt, 1/x)
 NORM_VARIANCE_RANGE = (2.0 ** -6, 64.0)  # layer/RMS norm variance, unless calibrated
+PLOT_POINTS = 129  # samples of each fitted function kept for reports and plots
 
 
 @dataclass
@@ -71,10 +72,24 @@ class _Tables:
     """Fits and records the module's tables; each gets an instance id ``key#n`` in creation
     order, stable for the same model, so calibrated ranges find their table again."""
 
-    def __init__(self, config: LinearizeConfig):
+    def __init__(self, config: LinearizeConfig, probe: bool = False):
         self.config = config
+        self.probe = probe  # calibration run: fitted functions evaluated exactly on the host
         self.records: list[dict] = []
         self.probes: list = []  # (instance id, root expr): the tensors calibration observes
+        self.functions: dict = {}  # instance id -> f, for the exact host evaluation
+
+    def call(self, x: relax.Expr, table: PWLTable) -> relax.Expr:
+        """The PWL map of ``x`` -- or, when probing for calibration, the exact function, so
+        observed ranges do not depend on other tables' (uncalibrated) errors."""
+        inst = table.notes.get("id")
+        if self.probe and inst in self.functions:
+            from nm_tvm.host_kernels import EXACT_FUNC, register_exact
+
+            register_exact(inst, self.functions[inst])
+            return relax.call_dps_packed(EXACT_FUNC, relax.Tuple([x, tvm.ir.StringImm(inst)]),
+                                         relax.TensorType(x.ty.shape, "float32"))
+        return pwl_call(x, table)
 
     def _instance(self, key: str) -> str:
         return f"{key}#{len(self.records)}"
@@ -85,11 +100,16 @@ class _Tables:
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
         table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=cfg.samples.get(inst),
                     name=key)
+        grid = np.linspace(table.lo, table.hi, PLOT_POINTS)
+        table.notes["grid"] = [grid.tolist(), np.asarray(f(grid), np.float64).tolist()]
+        table.notes["id"] = inst
+        self.functions[inst] = f
         self._record(inst, key, table, root)
         return table
 
     def exact(self, key: str, pl: PL, root=None) -> PWLTable:
         table = pl.table(key)
+        table.notes["id"] = self._instance(key)
         if self.config.max_segments and table.segments > self.config.max_segments:
             raise ValueError(f"exact table for {key} needs {table.segments} segments; the "
                              f"target's PWL memory holds {self.config.max_segments}")
@@ -100,7 +120,8 @@ class _Tables:
         self.records.append({"id": inst, "key": key, "segments": int(table.segments),
                              "exact": table.exact, "lo": float(table.lo), "hi": float(table.hi),
                              "max_err": float(table.max_err),
-                             "mean_abs_err": float(table.mean_abs_err)})
+                             "mean_abs_err": float(table.mean_abs_err),
+                             "table": table.to_array().tolist(), **table.notes})
         if root is not None and not table.exact:
             self.probes.append((inst, root))
 
@@ -141,7 +162,7 @@ class _Decompose(relax.PyExprMutator):
 
     def _reciprocal(self, x, default_range):
         table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x)
-        return self._emit(pwl_call(x, table))
+        return self._emit(self.tables.call(x, table))
 
     def _softmax(self, call, log: bool):
         x = call.args[0]
@@ -152,10 +173,12 @@ class _Decompose(relax.PyExprMutator):
         length = _shape(x)[-1]
         m = self._emit(relax.op.max(x, axis=-1, keepdims=True))
         shifted = self._emit(relax.op.subtract(x, m))
-        e = self._emit(pwl_call(shifted, self.tables.fitted("exp", np.exp, (-16.0, 0.0))))
+        exp_table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted)
+        e = self._emit(self.tables.call(shifted, exp_table))
         s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
         if log:  # log_softmax = (x - m) - log(sum)
-            log_s = self._emit(pwl_call(s, self.tables.fitted("log", np.log, (1.0, max(2.0, length)))))
+            log_table = self.tables.fitted("log", np.log, (1.0, max(2.0, length)), root=s)
+            log_s = self._emit(self.tables.call(s, log_table))
             return relax.op.subtract(shifted, log_s)
         r = self._reciprocal(s, (1.0, max(2.0, float(length))))
         return relax.op.multiply(e, r)
@@ -171,7 +194,7 @@ class _Decompose(relax.PyExprMutator):
         v = self._emit(relax.op.mean(self._emit(relax.op.multiply(d, d)), axis=axes, keepdims=True))
         table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE,
                                    root=v)
-        r = self._emit(pwl_call(v, table))
+        r = self._emit(self.tables.call(v, table))
         y = self._emit(relax.op.multiply(d, r))
         y = self._emit(relax.op.multiply(y, gamma))
         if center and len(call.args) > 2:
@@ -269,7 +292,7 @@ class _FuseScalar(relax.PyExprMutator):
     def visit_var_binding_(self, binding):
         if binding.var in self.replace:
             root, table = self.replace[binding.var]
-            call = pwl_call(self.visit_expr(root), table)
+            call = self.tables.call(self.visit_expr(root), table)
             emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
                     else self.builder_.emit_output)
             new = emit(call, name_hint=binding.var.name)
@@ -332,7 +355,7 @@ class Linearize:
         self.probe = probe
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        tables = _Tables(self.config)
+        tables = _Tables(self.config, self.probe)
         decompose = _Decompose(mod, tables)
         for gv, func in list(mod.functions.items()):
             if isinstance(func, relax.Function) and not (func.attrs and "Codegen" in func.attrs):
@@ -377,4 +400,9 @@ def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
     mod = relax.transform.Normalize()(mod)
     mod = relax.transform.ConvertToDataflow()(mod)
     return mod.with_attr("nm.probes", json.dumps({"ids": [inst for inst, _ in probes],
-                                                  "n_outputs": len(outs)}))
+                                                  "n_outputs": sum(_leaves(e.ty) for e in outs)}))
+
+
+def _leaves(ty) -> int:
+    """Tensors in a (nested) tuple type: the VM's outputs are flattened in this order."""
+    return sum(_leaves(f) for f in ty.fields) if isinstance(ty, relax.TupleType) else 1

@@ -1,0 +1,98 @@
+"""What linearization approximated, and how much error it may cause.
+
+* :func:`table_rows` -- one row per PWL table of a compiled model: function key, segments,
+  fitted range, fitted max / mean error (the table's own error on its range);
+* :func:`measured_rows` -- the same tables' error measured in the model, on real inputs;
+* :func:`plot_tables` -- a PNG per table: the function, its PWL and the error;
+* :func:`op_error_bound` -- the bound an ONNX operator's output must meet given its tables'
+  fitted errors (used by the per-operator tests and the conformance runner).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nm_tvm.pwl import PWLTable
+
+FP32_SLACK = 1e-5  # relative to max |output|: fp32 arithmetic around the tables
+
+
+def fitted(tables: list[dict]) -> list[dict]:
+    return [t for t in tables if not t["exact"]]
+
+
+def table_rows(tables: list[dict]) -> list[dict]:
+    return [{"table": t["id"], "function": t["key"], "segments": t["segments"],
+             "exact": t["exact"], "range": f"[{t['lo']:.4g}, {t['hi']:.4g}]" if not t["exact"]
+             else "(-inf, inf)", "fitted_max_err": t["max_err"],
+             "fitted_mean_abs_err": t["mean_abs_err"]} for t in tables]
+
+
+def plot_tables(tables: list[dict], out_dir) -> list[Path]:
+    """One PNG per fitted table: f and its PWL (top), PWL - f (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in fitted(tables):
+        x, f = (np.asarray(v) for v in t["grid"])
+        pwl = PWLTable.from_array(np.asarray(t["table"], np.float32))
+        xs = np.linspace(x[0], x[-1], 2001)
+        fs = np.interp(xs, x, f)
+        ys = pwl(xs.astype(np.float32))
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+        top.plot(x, f, label=t["key"])
+        top.plot(xs, ys, "--", label=f"PWL, {t['segments']} segments")
+        top.plot(pwl.breakpoints[1:], pwl(pwl.breakpoints[1:]), ".", ms=3)
+        top.legend()
+        top.set_title(f"{t['id']}: max err {t['max_err']:.2e}, mean |err| {t['mean_abs_err']:.2e}")
+        bottom.plot(xs, ys - fs)
+        bottom.set_ylabel("PWL - f")
+        bottom.set_xlabel("x")
+        path = out_dir / f"{t['id'].replace('#', '_').replace('+', '-')}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _eps(tables: list[dict], key: str | None = None) -> float:
+    return sum(t["max_err"] for t in fitted(tables) if key is None or t["key"] == key)
+
+
+def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
+                   expected: np.ndarray, attrs: dict | None = None) -> float:
+    """Max |simulated - exact| allowed for one ONNX operator, from its tables' fitted errors.
+
+    Unary functions: the table error (times max |x| where the chain ends in ``x * T(x)``:
+    HardSwish, Mish, GELU's erf decomposition). Softmax over L elements: ``(L + 1) * e_exp +
+    e_recip`` (the sum of L approximated exponentials feeds the reciprocal; all values <= 1
+    because max-subtraction makes the largest exponent 0). LogSoftmax: ``L * e_exp + e_log``.
+    LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt``. Division by a tensor:
+    ``max|a| * e_recip``. Plus fp32 slack ``1e-5 * max |expected|``.
+    """
+    attrs = attrs or {}
+    slack = FP32_SLACK * float(np.max(np.abs(expected))) + 1e-6 if expected.size else 1e-6
+    x = inputs[0] if inputs else np.zeros(1)
+    if op_type in ("Softmax", "LogSoftmax"):
+        axis = attrs.get("axis", -1)
+        length = x.shape[axis] if x.ndim else 1
+        if op_type == "Softmax":
+            return (length + 1) * _eps(tables, "exp") + _eps(tables, "reciprocal") + slack
+        return length * _eps(tables, "exp") + _eps(tables, "log") + slack
+    if op_type == "LayerNormalization":
+        axis = attrs.get("axis", -1) % max(1, x.ndim)
+        axes = tuple(range(axis, x.ndim))
+        d = np.abs(x - x.mean(axis=axes, keepdims=True)).max()
+        gamma = np.abs(inputs[1]).max() if len(inputs) > 1 else 1.0
+        return float(d * gamma) * _eps(tables, "rsqrt") + slack
+    if op_type == "Div":
+        return float(np.abs(x).max()) * _eps(tables, "reciprocal") + slack
+    gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish") else 1.0
+    return gain * _eps(tables) + slack
