@@ -85,6 +85,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
 
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).
 ALTERNATIVES: dict[str, str] = {
+    "CumSum": "MatMul with a constant triangular ones matrix, or strict=False",
     "MaxPool": "AveragePool, or strict=False to run MaxPool on the host",
     "Concat": "separate Conv/MatMul outputs, or strict=False",
     "Conv (groups>1)": "groups=1 Conv, or strict=False",
