@@ -16,6 +16,7 @@ resolves ``nm_accel.run`` by name (TVM_NOTES.md).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 import tvm
 
 FORMAT = "nm-tvm-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: manifest records the library's size and sha256
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 
@@ -104,11 +105,14 @@ class _ModuleAttrs:
 def save(compiled, path: str | Path, model_name: str = "") -> Path:
     """Write ``compiled`` (a :class:`nm_tvm.CompiledModel`) to one tar file at ``path``."""
     path = Path(path)
-    manifest = json.dumps(manifest_of(compiled, model_name), indent=1).encode()
     with tempfile.TemporaryDirectory(prefix="nm_tvm_export_") as tmp:
         lib = Path(tmp) / LIBRARY
         with quiet_native_stderr():
             compiled.executable.export_library(str(lib))
+        data = lib.read_bytes()
+        manifest = manifest_of(compiled, model_name)
+        manifest["library"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        manifest = json.dumps(manifest, indent=1).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(path, "w") as tar:
             info = tarfile.TarInfo(MANIFEST)
@@ -154,6 +158,14 @@ def read_manifest(path: str | Path) -> dict:
     return manifest
 
 
+def _check_library(path: Path, data: bytes, expected: dict) -> None:
+    """A truncated or altered library would crash dlopen or run with wrong weights: refuse it."""
+    if len(data) != expected.get("bytes") or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+        raise ArtifactError(
+            f"'{path}': {LIBRARY} is corrupted ({len(data)} bytes, checksum does not match the "
+            f"manifest's {expected.get('bytes')} bytes): recompile the model")
+
+
 def load(path: str | Path):
     """Load an artifact into a :class:`nm_tvm.CompiledModel` (no recompilation)."""
     from nm_tvm import frontend
@@ -173,7 +185,9 @@ def load(path: str | Path):
             member = tar.getmember(LIBRARY)
             if not member.isfile():
                 raise ArtifactError(f"'{path}': {LIBRARY} is not a regular file")
-            (Path(tmp) / LIBRARY).write_bytes(tar.extractfile(member).read())
+            data = tar.extractfile(member).read()
+        _check_library(path, data, manifest.get("library") or {})
+        (Path(tmp) / LIBRARY).write_bytes(data)
         try:
             with quiet_native_stderr():
                 executable = tvm.runtime.load_module(str(Path(tmp) / LIBRARY))

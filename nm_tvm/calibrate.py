@@ -10,6 +10,22 @@ import numpy as np
 from nm_tvm.passes import LinearizeConfig
 
 MAX_SAMPLES = 200_000  # values kept per table for weighting the fit
+MARGIN = 0.1  # calibrated ranges widen by this share of their width (unseen inputs)
+
+
+def _widen(lo: float, hi: float) -> tuple[float, float]:
+    """Observed range plus a margin, never crossing zero from a one-signed range (functions
+    like rsqrt or log are undefined on the other side)."""
+    if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):  # a constant input: any small range
+        pad = 1e-3 * max(1.0, abs(lo))
+        return lo - pad, hi + pad
+    width = hi - lo
+    new_lo, new_hi = lo - MARGIN * width, hi + MARGIN * width
+    if lo >= 0:
+        new_lo = max(new_lo, lo / 2)
+    if hi <= 0:
+        new_hi = min(new_hi, hi / 2)
+    return new_lo, new_hi
 
 
 def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
@@ -42,11 +58,7 @@ def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
-        lo, hi = float(values.min()), float(values.max())
-        if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):  # a constant input: any small range
-            pad = 1e-3 * max(1.0, abs(lo))
-            lo, hi = lo - pad, hi + pad
-        ranges[inst] = (lo, hi)
+        ranges[inst] = _widen(float(values.min()), float(values.max()))
         if values.size > MAX_SAMPLES:
             values = rng.choice(values, MAX_SAMPLES, replace=False)
         kept[inst] = values

@@ -7,8 +7,9 @@ covers ``[breakpoint_s, breakpoint_{s+1})`` (segment 0 from -inf) and maps ``x``
 ``[lo, hi]``, segments placed non-uniformly ("horizontal": denser where ``|f''|`` is large and
 where calibration samples fall, then iteratively equalising the segments' errors) and
 intercepts shifted so the error over the sample distribution has zero mean in every segment
-("vertical"). Outside ``[lo, hi]`` two segments on each side follow the function's asymptotic
-trend (see ``_outer_lines``), so out-of-range inputs get defined values, never garbage.
+("vertical"). Outside ``[lo, hi]`` three segments on each side continue the end segment, then
+follow the function's trend and asymptote (see ``_outer_lines``), so out-of-range inputs get
+defined values, never garbage.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class PWLTable:
         s = self.slopes.astype(np.float32)[idx]
         c = self.intercepts.astype(np.float32)[idx]
         with np.errstate(invalid="ignore", over="ignore"):
-            return (s * x).astype(np.float32) + c
+            product = np.where(s == 0, np.float32(0), s * x).astype(np.float32)
+            return np.where(np.isnan(x), x, product + c)
 
 
 # ------------------------------------------------------------------ exact piecewise-linear
@@ -209,14 +211,14 @@ def _errors(slopes, intercepts, seg, x, y, w):
 
 def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = None,
         uniform: bool = False, name: str = "", iterations: int = 30) -> PWLTable:
-    """Fit ``f`` on ``[lo, hi]`` with ``segments`` table entries (four are outer segments).
+    """Fit ``f`` on ``[lo, hi]`` with ``segments`` table entries (six are outer segments).
 
     ``samples`` (calibration inputs) weight placement and the vertical correction and define
     the mean error; without them the weighting is uniform over the range.
     """
-    inner = segments - 4
+    inner = segments - 6
     if inner < 1:
-        raise ValueError(f"{name or 'pwl'}: need at least 5 segments (got {segments})")
+        raise ValueError(f"{name or 'pwl'}: need at least 7 segments (got {segments})")
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         raise ValueError(f"{name or 'pwl'}: invalid range [{lo}, {hi}]")
     x = _grid(f, lo, hi)
@@ -246,14 +248,17 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
         edges = _separate(best[1])
         slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
     max_err, mean_err, _ = _errors(slopes, intercepts, seg, x, y, w)
-    (l_near, l_far, l_beyond), (r_near, r_far, r_beyond) = _outer_lines(
-        f, lo, hi, slopes, intercepts)
-    table = PWLTable(
-        np.concatenate([[-np.inf, l_far, lo], edges[1:-1], [hi, r_far]]).astype(np.float32),
-        np.concatenate([[l_beyond[0], l_near[0]], slopes, [r_near[0], r_beyond[0]]]).astype(np.float32),
-        np.concatenate([[l_beyond[1], l_near[1]], intercepts,
-                        [r_near[1], r_beyond[1]]]).astype(np.float32),
-        name, lo, hi, max_err, mean_err)
+    left, right = _outer_lines(f, lo, hi, slopes, intercepts)
+    left = left[::-1]  # farthest first, in table order
+    # Left side: segment k covers [start_{k+1}, start_k) going outward; table rows need the
+    # lower breakpoint of each segment.
+    left_rows = [(-np.inf, left[0][1], left[0][2]), (left[0][0], left[1][1], left[1][2]),
+                 (left[1][0], left[2][1], left[2][2])]
+    rows = (left_rows + [(e, s_, c) for e, s_, c in zip(edges[:-1], slopes, intercepts)]
+            + [(start, s_, c) for start, s_, c in right])
+    table = PWLTable(np.array([r[0] for r in rows], np.float32),
+                     np.array([r[1] for r in rows], np.float32),
+                     np.array([r[2] for r in rows], np.float32), name, lo, hi, max_err, mean_err)
     # Measure what the accelerator computes (fp32 table), not the float64 fit.
     fx = table(x.astype(np.float32)).astype(np.float64)
     table.max_err = float(np.max(np.abs(fx - y)))
@@ -271,28 +276,33 @@ def _grid(f, lo: float, hi: float) -> np.ndarray:
 
 
 def _outer_lines(f, lo, hi, slopes, intercepts):
-    """Two asymptote segments per side: from the range end to a far point ``4 * width`` away
-    the secant (continuous at the end), beyond it the secant between two far points (the
-    asymptote itself: GELU -> x; a constant where the slope dies out: sigmoid -> 1,
-    exp -> 0, rsqrt -> its far value). Where a secant is not tame
-    (exp to the right), the end segment simply continues. Returns ((near, far) left,
-    (near, far) right) as (breakpoint, slope, intercept) triples."""
+    """Three segments per side beyond the range, for inputs calibration did not see:
+    up to half a range width past the end the tangent at the end (first-order accurate for
+    small excursions, continuous); from there to a far point ``4 * width`` away the secant (tracks the trend);
+    beyond it the asymptote (the secant between two far points, or a constant where the slope
+    dies out: sigmoid -> 1, exp -> 0, rsqrt -> its far value; GELU -> x). Where the far secants
+    are not tame (exp to the right) the end segment simply continues.
+    Returns per side [(start, slope, intercept) x 3], nearest first."""
     width = hi - lo
     sides = []
     for end, sign, end_line in ((lo, -1, (slopes[0], intercepts[0])),
                                 (hi, 1, (slopes[-1], intercepts[-1]))):
-        far1, far2 = end + sign * 4 * width, end + sign * 8 * width
+        near, far1, far2 = end + sign * 0.5 * width, end + sign * 4 * width, end + sign * 8 * width
+        h = 1e-4 * width
         with np.errstate(all="ignore"):
-            y_end, y1, y2 = f(np.array([end, far1, far2], np.float64))
+            y_end, y_in, y_near, y1, y2 = f(np.array([end, end - sign * h, near, far1, far2],
+                                                       np.float64))
+        tangent = ((y_end - y_in) / (sign * h), None)
+        tangent = (tangent[0], y_end - tangent[0] * end)
         tame = lambda s: np.isfinite(s) and abs(s) <= 2 * abs(end_line[0]) + 1
-        s_near = (y1 - y_end) / (far1 - end)
+        s_mid = (y1 - y_near) / (far1 - near)
         s_far = (y2 - y1) / (far2 - far1)
-        if tame(s_near) and tame(s_far):
-            # A slope that is dying out means a horizontal asymptote: hold the far value
-            # rather than extrapolate past it (rsqrt must not turn negative at 1e6).
-            beyond = ((0.0, y2) if abs(s_far) < 0.5 * abs(s_near)
+        if tame(s_mid) and tame(s_far):
+            beyond = ((0.0, y2) if abs(s_far) < 0.5 * abs(s_mid)
                       else (s_far, y1 - s_far * far1))
-            sides.append(((s_near, y_end - s_near * end), far1, beyond))
+            near_line = tangent if np.all(np.isfinite(tangent)) else end_line
+            sides.append([(end, *near_line), (near, s_mid, y_near - s_mid * near),
+                          (far1, *beyond)])
         else:
-            sides.append((end_line, far1, end_line))
+            sides.append([(end, *end_line)] * 3)
     return sides

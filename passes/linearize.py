@@ -46,7 +46,8 @@ class LinearizeConfig:
     """
 
     segments: int = 64
-    segments_per_op: dict = field(default_factory=dict)
+    # rsqrt and 1/x are steep near 0 (small variances, short sums): more segments by default
+    segments_per_op: dict = field(default_factory=lambda: {"rsqrt": 128, "reciprocal": 128})
     # (lo, hi) by table instance ('gelu#3', from calibration) or by key ('gelu'); overrides
     # the defaults. Optional calibration samples by instance weight the fit.
     ranges: dict = field(default_factory=dict)
@@ -94,10 +95,14 @@ class _Tables:
     def _instance(self, key: str) -> str:
         return f"{key}#{len(self.records)}"
 
-    def fitted(self, key: str, f, default_range, root=None) -> PWLTable:
+    def fitted(self, key: str, f, default_range, root=None, floor: float | None = None) -> PWLTable:
+        """``floor``: inputs below it do not matter (softmax's exp below -16 is < 1e-7 of the
+        largest term), so a calibrated range is cut there and the asymptote takes over."""
         inst = self._instance(key)
         cfg = self.config
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
+        if floor is not None:
+            lo = max(lo, floor)
         table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=cfg.samples.get(inst),
                     name=key)
         grid = np.linspace(table.lo, table.hi, PLOT_POINTS)
@@ -173,7 +178,7 @@ class _Decompose(relax.PyExprMutator):
         length = _shape(x)[-1]
         m = self._emit(relax.op.max(x, axis=-1, keepdims=True))
         shifted = self._emit(relax.op.subtract(x, m))
-        exp_table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted)
+        exp_table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted, floor=-16.0)
         e = self._emit(self.tables.call(shifted, exp_table))
         s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
         if log:  # log_softmax = (x - m) - log(sum)

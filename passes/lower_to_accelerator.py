@@ -59,8 +59,10 @@ class _Composite:
                 self.table = _const_value(call.args[1].fields[1])
             elif op == "relax.add":
                 other = call.args[1] if call.args[0].same_as(prev) else call.args[0]
-                if _is_const(other):
+                if "_bias" in self.name and self.bias is None:  # the pattern's bias add
                     self.bias = _const_value(other)
+                elif _is_const(other):  # a constant residual (loaded as D)
+                    self.residual = _const_value(other)
                 else:
                     self.residual = cg.Param(self.param_index(other))
             else:

@@ -44,14 +44,49 @@ def _all_static(context) -> bool:
     return True
 
 
+def _shape(expr) -> list[int]:
+    return [int(d) for d in expr.ty.shape]
+
+
+def _other_operand(context, add_call, chain):
+    """The operand of ``add_call`` that is not the chain so far (the chain may appear as the
+    call itself or as the variable bound to it)."""
+    a, b = add_call.args
+    bound = context.value_to_bound_var.get(chain)
+    is_chain = lambda e: e.same_as(chain) or (bound is not None and e.same_as(bound))
+    return b if is_chain(a) else a
+
+
+def _epilogue_operands_fit(context, channel_axis: int) -> bool:
+    """The bias must be a per-output-channel constant (it initialises the accumulator rows
+    by broadcast) and the residual a tensor of exactly the output's shape (loaded as D)."""
+    anchor = context.annotated_expr["anchor"]
+    out = _shape(anchor)
+    chain = anchor
+    if "bias" in context.annotated_expr:
+        bias_call = context.annotated_expr["bias"]
+        shape = _shape(_other_operand(context, bias_call, chain))
+        padded = [1] * (len(out) - len(shape)) + shape
+        axis = channel_axis % len(out)
+        if len(shape) > len(out) or any(d != 1 for i, d in enumerate(padded) if i != axis):
+            return False
+        chain = bias_call
+    if "residual" in context.annotated_expr:
+        res_call = context.annotated_expr["residual"]
+        if _shape(_other_operand(context, res_call, chain)) != out:
+            return False
+    return True
+
+
 def _check_conv(context) -> bool:
     attrs = context.annotated_expr["anchor"].attrs
     return (_all_static(context) and int(attrs.groups) == 1 and attrs.data_layout == "NCHW"
-            and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW")
+            and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
+            and _epilogue_operands_fit(context, 1))
 
 
 def _check_matmul(context) -> bool:
-    return _all_static(context)
+    return _all_static(context) and _epilogue_operands_fit(context, -1)
 
 
 def _check_avg_pool(context) -> bool:

@@ -15,22 +15,10 @@ from nm_tvm import conformance, support
 FAST_MODULES = ["relu", "gemm", "conv", "averagepool", "globalaveragepool", "flatten",
                 "transpose", "matmul", "reshape", "add", "mul", "batch_normalization"]
 
-GEMM_BROADCAST_BIAS = (
-    "Gemm whose C (bias) is a run-time input broadcast to (M, N) is matched as a 'residual' "
-    "matmul composite (passes/patterns.py, residual add with wildcard() and no shape check); "
-    "codegen then binds the (N,) / (1,) / () tensor to an (M, N) region and the simulator "
-    "rejects the call: 'tensor 2 (call argument 3) has 16 bytes but is bound to region 2 of "
-    "48 bytes'. Fix: _check_matmul/_check_conv must require the residual's shape == output "
-    "shape (else leave the add unfused).")
-KNOWN_FAILURES = {
-    name: GEMM_BROADCAST_BIAS for name in (
-        "test_gemm_default_zero_bias", "test_gemm_default_scalar_bias",
-        "test_gemm_default_single_elem_vector_bias", "test_gemm_default_vector_bias",
-        "test_gemm_transposeA", "test_gemm_transposeB", "test_gemm_alpha", "test_gemm_beta",
-        "test_gemm_all_attributes")
-}
+KNOWN_FAILURES: dict[str, str] = {}  # name -> reason (xfail strict) while a bug is open
 
 MUST_PASS = ["test_relu", "test_gemm_default_no_bias", "test_gemm_default_matrix_bias",
+             "test_gemm_default_vector_bias", "test_gemm_all_attributes",
              "test_basic_conv_with_padding", "test_conv_with_strides_and_asymmetric_padding",
              "test_averagepool_2d_strides", "test_globalaveragepool", "test_flatten_axis2",
              "test_transpose_all_permutations_3", "test_matmul_3d", "test_reshape_negative_dim",

@@ -73,9 +73,7 @@ def _op4d(g: GraphBuilder, x, shape):
         same = [t for t, s in g.tensors if s == shape and t != x]
         if same and d(st.booleans()):
             return g.emit("Add", [x, d(st.sampled_from(same))], shape)
-        # (1, 1, w) / (c, h, w) constants after a Conv hit KNOWN BUG 1 (see the regression
-        # tests below): left out of the random graphs until it is fixed.
-        cshape = d(st.sampled_from([(c, 1, 1), (1,)]))
+        cshape = d(st.sampled_from([(c, 1, 1), (1,), (1, 1, w), (c, h, w)]))
         return g.emit("Add", [x, g.const(cshape)], shape)
     if choice == "mul":
         return g.emit("Mul", [x, g.const(d(st.sampled_from([(c, 1, 1), shape[1:]])))], shape)
@@ -106,7 +104,7 @@ def _op2d(g: GraphBuilder, x, shape):
         trans_b = d(st.integers(0, 1))
         ins = [x, g.const((n, k) if trans_b else (k, n), 1 / np.sqrt(k))]
         if d(st.booleans()):
-            ins.append(g.const(d(st.sampled_from([(n,), (1, n)]))))  # (m, n): KNOWN BUG 1
+            ins.append(g.const(d(st.sampled_from([(n,), (1, n), (m, n)]))))
         alpha = d(st.sampled_from([1.0, 0.5, 2.0]))
         beta = d(st.sampled_from([1.0, 0.25]))
         return g.emit("Gemm", ins, (m, n), transB=trans_b, alpha=alpha, beta=beta)
@@ -175,22 +173,11 @@ def _regression_model(nodes, x_shape, out_name, out_shape, inits):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
-BUG1 = ("KNOWN BUG 1 (found by this test, shrunk): MatMul/Gemm/Conv followed by an Add of a "
-        "constant that is not per output channel (e.g. Gemm C of shape (M, N), or Conv + a "
-        "(C, H, W) constant) is fused as the composite's 'bias' (passes/patterns.py: "
-        "add(anchor, is_const()) with no shape check) and codegen rejects it: CodegenError "
-        "\"layer '00_matmul_bias': nm.matmul_bias: bias of shape (2, 1) is not per output "
-        "channel\". Fix: the pattern check must only accept per-channel biases (else leave "
-        "the add as an elementwise layer), or pass the constant as the LOOP_GEMM D operand.")
-BUG2 = ("KNOWN BUG 2 (found by the conformance runner: test_gemm_default_vector_bias etc.): "
-        "MatMul/Gemm followed by an Add of a *run-time* tensor that broadcasts (shape (N,), "
-        "(1, N) or ()) is fused as the composite's 'residual' (passes/patterns.py: "
-        "add(..., wildcard()) with no shape check); codegen binds it to an (M, N) region and the "
-        "simulator refuses the call at run time: 'tensor 2 (call argument 3) has 16 bytes but "
-        "is bound to region 2 of 48 bytes'. Fix: require residual shape == output shape.")
+# Regression tests, shrunk by hypothesis / found by the conformance runner (both fixed):
+# a constant added after a GEMM that is not per output channel was fused as its bias, and a
+# run-time tensor that broadcasts was fused as its residual (passes/patterns.py now checks both).
 
 
-@pytest.mark.xfail(strict=True, raises=nm_tvm.target.codegen.CodegenError, reason=BUG1)
 def test_regression_gemm_matrix_bias():
     # Shrunk by hypothesis: x (2, 1) -> Gemm(x, W (1, 1), C (2, 1)).
     proto = _regression_model([helper.make_node("Gemm", ["x", "w", "c"], ["y"])], [2, 1], "y",
@@ -198,7 +185,6 @@ def test_regression_gemm_matrix_bias():
     check_against_ort(proto, np.float32([[0.1], [-0.5]]))
 
 
-@pytest.mark.xfail(strict=True, raises=nm_tvm.target.codegen.CodegenError, reason=BUG1)
 def test_regression_conv_plus_full_constant():
     rng = np.random.default_rng(0)
     proto = _regression_model(
@@ -208,7 +194,6 @@ def test_regression_conv_plus_full_constant():
     check_against_ort(proto, rng.standard_normal((1, 2, 3, 3)).astype(F32))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=BUG2)
 def test_regression_matmul_plus_broadcast_activation():
     rng = np.random.default_rng(1)
     graph = helper.make_graph(

@@ -195,7 +195,9 @@ void Executor::Pwl(const OpId& id, const Instr& in) {
     }
     // The largest s with breakpoint[s] <= x is the count of such breakpoints among 1..n-1.
     const int64_t seg = base + (std::upper_bound(bp_begin, bp_end, x) - bp_begin);
-    const float product = slope_[seg] * x;
+    // A flat segment outputs its intercept (a constant multiplexer, as hardware would):
+    // ReLU(-inf) is 0, not 0 * -inf = NaN.
+    const float product = slope_[seg] == 0.0f ? 0.0f : slope_[seg] * x;
     tmp_[e] = product + intercept_[seg];
   }
   std::copy(tmp_.begin(), tmp_.end(), Row(isa::kAccumulator, in[f::kDstRow]));
