@@ -68,7 +68,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Sqrt": OpSupport(APPROX, "PWL on the positive range"),
     "Reciprocal": OpSupport(APPROX, "PWL on the positive range"),
     "Div": OpSupport(APPROX, "by a constant: exact multiply; by a tensor: PWL reciprocal"),
-    "Pow": OpSupport(APPROX, "constant exponent; 2, 3, 4 as exact multiplies, else PWL"),
+    "Pow": OpSupport(APPROX, "scalar constant exponent; 2, 3, 4 as exact multiplies, else PWL",
+                     constant_inputs=(1,)),
     "Gelu": OpSupport(APPROX, "erf and tanh forms, and the x*0.5*(1+erf(x/sqrt2)) decomposition"),
     "HardSwish": OpSupport(APPROX, "one PWL of the whole x*clip(x+3,0,6)/6 function"),
     "Softplus": OpSupport(APPROX, "one PWL"),
@@ -77,10 +78,12 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
     "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
-    "ReduceMax": OpSupport(EXACT, "trailing axes: VEC max tree"),
-    "ReduceSum": OpSupport(EXACT, "trailing axes: GEMM with a ones column",
+    "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
                            constant_inputs=(1,)),
-    "ReduceMean": OpSupport(EXACT, "trailing axes: GEMM with a 1/L column"),
+    "ReduceSum": OpSupport(EXACT, "GEMM with a ones column (other axes moved last by a DMA "
+                                  "transpose)", constant_inputs=(1,)),
+    "ReduceMean": OpSupport(EXACT, "GEMM with a 1/L column (other axes moved last by a DMA "
+                                   "transpose)", constant_inputs=(1,)),
 }
 
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).

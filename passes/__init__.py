@@ -1,10 +1,10 @@
 """Relax passes of the nm flow, each a ``tvm.transform.Pass`` usable in a user's Sequential."""
 from .canonicalize import Canonicalize
 from .fold_scale_shift import FoldScaleShift
-from .linearize import Linearize, LinearizeConfig
+from .linearize import Linearize, LinearizeConfig, LinearizeError
 from .lower_to_accelerator import LowerToAccelerator
 from .partition import PartitionForAccelerator
 from .verify_gemm_only import NotGemmOnlyError, VerifyGemmOnly, host_ops
 
-__all__ = ["Canonicalize", "FoldScaleShift", "Linearize", "LinearizeConfig", "LowerToAccelerator", "NotGemmOnlyError",
+__all__ = ["Canonicalize", "FoldScaleShift", "Linearize", "LinearizeConfig", "LinearizeError", "LowerToAccelerator", "NotGemmOnlyError",
            "PartitionForAccelerator", "VerifyGemmOnly", "host_ops"]

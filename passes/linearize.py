@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from nm_tvm.pwl import PL, PWLTable, fit
@@ -31,6 +32,11 @@ from nm_tvm.pwl import PL, PWLTable, fit
 from . import scalar_function as sf
 
 PWL_FUNC = "nm.pwl_map"
+
+
+@tvm_ffi.register_error
+class LinearizeError(ValueError):
+    """A function cannot be tabulated on the inputs' range (e.g. 1/x across 0)."""
 DEFAULT_RANGE = (-8.0, 8.0)
 POSITIVE_RANGE = (2.0 ** -10, 64.0)  # for functions undefined at or below 0 (log, rsqrt, 1/x)
 NORM_VARIANCE_RANGE = (2.0 ** -6, 64.0)  # layer/RMS norm variance, unless calibrated
@@ -103,8 +109,11 @@ class _Tables:
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
         if floor is not None:
             lo = max(lo, floor)
-        table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=cfg.samples.get(inst),
-                    name=key)
+        try:
+            table = fit(f, float(lo), float(hi), cfg.segments_for(key),
+                        samples=cfg.samples.get(inst), name=key)
+        except ValueError as err:
+            raise LinearizeError(f"cannot linearize {inst}: {err}") from None
         grid = np.linspace(table.lo, table.hi, PLOT_POINTS)
         table.notes["grid"] = [grid.tolist(), np.asarray(f(grid), np.float64).tolist()]
         table.notes["id"] = inst
@@ -156,6 +165,8 @@ class _Decompose(relax.PyExprMutator):
                 and not isinstance(call.args[1], tvm.ir.Constant) and "reciprocal" not in disabled:
             recip = self._reciprocal(call.args[1], POSITIVE_RANGE)
             return relax.op.multiply(call.args[0], recip)
+        if name in ("relax.max", "relax.mean", "relax.sum"):
+            return self._reduce_trailing(call)
         if name == "relax.power":
             exponent = sf.scalar_constant(call.args[1])
             if exponent in (2.0, 3.0, 4.0):
@@ -164,6 +175,22 @@ class _Decompose(relax.PyExprMutator):
                     y = self._emit(relax.op.multiply(y, x))
                 return y
         return call
+
+    def _reduce_trailing(self, call):
+        """Reductions run over trailing axes on the accelerator: move other axes last with a
+        transpose (DMA work), reduce, and reshape to the keepdims shape (a view)."""
+        x = call.args[0]
+        rank = len(x.ty.shape)
+        axes = (list(range(rank)) if call.attrs.axis is None
+                else sorted(int(a) % rank for a in call.attrs.axis))
+        if axes == list(range(rank - len(axes), rank)):
+            return call
+        keep = [i for i in range(rank) if i not in axes]
+        moved = self._emit(relax.op.permute_dims(x, keep + axes))
+        op = {"relax.max": relax.op.max, "relax.mean": relax.op.mean,
+              "relax.sum": relax.op.sum}[call.op.name]
+        reduced = self._emit(op(moved, axis=list(range(len(keep), rank)), keepdims=False))
+        return relax.op.reshape(reduced, call.ty.shape)
 
     def _reciprocal(self, x, default_range):
         table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x)

@@ -101,6 +101,12 @@ def _channel_bias(bias: np.ndarray, channels: int, layer: str) -> np.ndarray:
     return np.broadcast_to(flat, (channels,)).copy()
 
 
+def _axes(call) -> list[int]:
+    """A reduction's axes (None in Relax means all of them)."""
+    rank = len(call.args[0].ty.shape)
+    return list(range(rank)) if call.attrs.axis is None else [int(v) for v in call.attrs.axis]
+
+
 def _epilogue(comp: _Composite):
     if comp.relu and comp.table is not None:
         raise cg.CodegenError(f"{comp.name}: ReLU and a PWL epilogue")
@@ -132,8 +138,7 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
                                      tuple(int(v) for v in a.attrs.strides),
                                      tuple(int(v) for v in a.attrs.dilation))
     if op == "relax.mean":
-        return cg.mean_program(hw, layer_id, _shape(a.args[0]),
-                               [int(v) for v in a.attrs.axis], bool(a.attrs.keepdims))
+        return cg.mean_program(hw, layer_id, _shape(a.args[0]), _axes(a), bool(a.attrs.keepdims))
     if op in ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"):
         ops = [(_const_value(x) if _is_const(x) else cg.Param(comp.param_index(x)), _shape(x))
                for x in a.args]
@@ -149,10 +154,10 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
         return cg.elementwise_program(hw, layer_id, _shape(a), None,
                                       [(cg.Param(comp.param_index(x)), _shape(x))], table)
     if op == "relax.max":
-        return cg.reduce_max_program(hw, layer_id, _shape(a.args[0]),
-                                     [int(v) for v in a.attrs.axis], bool(a.attrs.keepdims))
+        return cg.reduce_max_program(hw, layer_id, _shape(a.args[0]), _axes(a),
+                                     bool(a.attrs.keepdims))
     if op == "relax.sum":
-        return cg.mean_program(hw, layer_id, _shape(a.args[0]), [int(v) for v in a.attrs.axis],
+        return cg.mean_program(hw, layer_id, _shape(a.args[0]), _axes(a),
                                bool(a.attrs.keepdims), average=False)
     if op == "relax.permute_dims":
         rank = len(_shape(a.args[0]))

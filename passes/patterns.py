@@ -96,11 +96,13 @@ def _check_avg_pool(context) -> bool:
 
 
 def _check_mean(context) -> bool:
+    """Reductions over trailing axes (Linearize moves other axes last); no axis = all."""
     call = context.annotated_expr["anchor"]
     rank = len(call.args[0].ty.shape)
-    axes = sorted(int(a) % rank for a in call.attrs.axis) if call.attrs.axis is not None else None
-    return (_all_static(context) and axes is not None
-            and axes == list(range(rank - len(axes), rank)))
+    if call.attrs.axis is None:
+        return _all_static(context)
+    axes = sorted(int(a) % rank for a in call.attrs.axis)
+    return _all_static(context) and axes == list(range(rank - len(axes), rank))
 
 
 def _check_binary(context) -> bool:
