@@ -90,15 +90,13 @@ def test_cnn_compile_run_validate_round_trip(files):
 
 def test_bert_tiny_compile_run_validate_round_trip(files):
     tar = files / "bert.tar"
-    # TODO(linearize): strict once linearization lands (drop --allow-host-fallback).
-    proc = nm_tvmc("compile", files / "bert_tiny.onnx", "-o", tar, "--allow-host-fallback")
+    proc = nm_tvmc("compile", files / "bert_tiny.onnx", "-o", tar)  # GEMM-only (strict)
     assert proc.returncode == 0, proc.stderr
     proc = nm_tvmc("run", tar, "--inputs", files / "bert_in.npz", "-o", files / "bert_out.npz")
     assert proc.returncode == 0, proc.stderr
     assert np.load(files / "bert_out.npz")["last_hidden_state"].shape == (1, 8, 128)
-    # TODO(linearize): strict once linearization lands (drop --allow-host-fallback).
     proc = nm_tvmc("validate", files / "bert_tiny.onnx", "--inputs", files / "bert_in.npz",
-                   "--allow-host-fallback", "--rtol", "2e-2")
+                   "--rtol", "5e-3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
