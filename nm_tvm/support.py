@@ -29,7 +29,8 @@ class OpSupport:
 EXACT, APPROX = "exact", "approximate"
 
 SUPPORTED_OPS: dict[str, OpSupport] = {
-    "Conv": OpSupport(EXACT, "2-D, groups=1, constant weights; any stride / padding / dilation",
+    "Conv": OpSupport(EXACT, "2-D, any groups (depthwise too), constant weights; any stride / "
+                             "padding / dilation",
                       constant_inputs=(1, 2)),
     "Gemm": OpSupport(EXACT, "alpha/beta/transA/transB; constant or activation operands"),
     "MatMul": OpSupport(EXACT, "batched, broadcast; constant or activation operands"),
@@ -91,7 +92,6 @@ ALTERNATIVES: dict[str, str] = {
     "CumSum": "MatMul with a constant triangular ones matrix, or strict=False",
     "MaxPool": "AveragePool, or strict=False to run MaxPool on the host",
     "Concat": "separate Conv/MatMul outputs, or strict=False",
-    "Conv (groups>1)": "groups=1 Conv, or strict=False",
 }
 
 

@@ -124,7 +124,7 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
                                tuple(int(v) for v in a.attrs.dilation))
         bias = _channel_bias(comp.bias, w.shape[0], comp.name) if comp.bias is not None else None
         return cg.conv2d_program(hw, layer_id, _shape(a.args[0]), w, attrs, bias,
-                                 comp.residual, comp.relu)
+                                 comp.residual, comp.relu, groups=int(a.attrs.groups))
     if op == "relax.matmul":
         b_shape = _shape(a.args[1])
         weight = _const_value(a.args[1]) if _is_const(a.args[1]) else None

@@ -80,7 +80,7 @@ def _epilogue_operands_fit(context, channel_axis: int) -> bool:
 
 def _check_conv(context) -> bool:
     attrs = context.annotated_expr["anchor"].attrs
-    return (_all_static(context) and int(attrs.groups) == 1 and attrs.data_layout == "NCHW"
+    return (_all_static(context) and attrs.data_layout == "NCHW"
             and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
             and _epilogue_operands_fit(context, 1))
 

@@ -127,3 +127,16 @@ def test_reshape_is_a_view(rng):
     proto = _model(nodes, {"x": [2, 3, 10]}, [6, 4], [("w", rng.standard_normal((10, 4))),
                                                      ("shape", np.array([6, 10], np.int64))])
     _check(proto, {"x": rng.standard_normal((2, 3, 10)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("groups, c_in, c_out, stride, pad", [
+    (2, 6, 4, 1, 1), (6, 6, 6, 1, 1), (6, 6, 12, 2, 1), (4, 8, 8, 1, 0)])
+def test_grouped_and_depthwise_conv(rng, groups, c_in, c_out, stride, pad):
+    k = 3 if pad else 1
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k], group=groups,
+                            strides=[stride] * 2, pads=[pad] * 4)
+    out = (9 + 2 * pad - k) // stride + 1
+    proto = _model([node], {"x": [2, c_in, 9, 9]}, [2, c_out, out, out],
+                   [("w", rng.standard_normal((c_out, c_in // groups, k, k))),
+                    ("b", rng.standard_normal(c_out))])
+    _check(proto, {"x": rng.standard_normal((2, c_in, 9, 9)).astype(np.float32)})
