@@ -4,7 +4,8 @@ from .fold_scale_shift import FoldScaleShift
 from .linearize import Linearize, LinearizeConfig, LinearizeError
 from .lower_to_accelerator import LowerToAccelerator
 from .partition import PartitionForAccelerator
+from .simplify_batch_norm import SimplifyBatchNorm
 from .verify_gemm_only import NotGemmOnlyError, VerifyGemmOnly, host_ops
 
 __all__ = ["Canonicalize", "FoldScaleShift", "Linearize", "LinearizeConfig", "LinearizeError", "LowerToAccelerator", "NotGemmOnlyError",
-           "PartitionForAccelerator", "VerifyGemmOnly", "host_ops"]
+           "PartitionForAccelerator", "SimplifyBatchNorm", "VerifyGemmOnly", "host_ops"]

@@ -1,6 +1,7 @@
 """Canonicalize an imported model into the forms the partitioner matches.
 
-Decomposes inference-mode batch norm, folds constants (so transposed weights become plain
+Rewrites inference batch norm as a scale and shift (numpy), decomposes what else TVM
+decomposes for inference, folds constants (so transposed weights become plain
 constants), folds per-channel scale/shift into the GEMM anchors, and drops dead bindings.
 """
 from __future__ import annotations
@@ -9,11 +10,13 @@ import tvm
 from tvm import relax
 
 from .fold_scale_shift import FoldScaleShift
+from .simplify_batch_norm import SimplifyBatchNorm
 
 
 def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
+            SimplifyBatchNorm(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),
             FoldScaleShift(),

@@ -62,8 +62,9 @@ def scalar_constant(expr) -> float | None:
 
 
 def _tir_name(call) -> str | None:
+    """The PrimFunc's base name (TVM numbers repeats: maximum, maximum1, ...)."""
     if call.op.name == "relax.call_tir":
-        return str(call.args[0].name_hint)
+        return str(call.args[0].name_hint).rstrip("0123456789")
     return None
 
 

@@ -221,9 +221,10 @@ def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarra
                    groups: int = 1) -> AcceleratorCall:
     """NCHW conv2d as im2col DMA gathers + one LOOP_GEMM per (image, group).
 
-    Group ``g`` multiplies its im2col block ``[P, KH*KW*Cg]`` by its weights ``[KH*KW*Cg, Og]``
-    (depthwise: ``Cg = 1``, a GEMM with K = KH*KW per channel). A 1x1, stride-1, unpadded
-    convolution reads its input in place (no im2col)."""
+    The im2col matrix has rows (oh, ow) and columns (c, kh, kw), so group ``g``'s operand is
+    the contiguous column block of its channels: ``[P, Cg*KH*KW] @ [Cg*KH*KW, Og]``
+    (depthwise: ``Cg = 1``, K = KH*KW per channel), all from one gather pass. A 1x1,
+    stride-1, unpadded convolution reads its input in place (no im2col)."""
     n_img, c_in, h, w = (int(v) for v in x_shape)
     c_out, c_g, kh_, kw_ = weight.shape
     if c_in % groups or c_out % groups or c_g != c_in // groups:
@@ -234,64 +235,62 @@ def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarra
     pt, pl, pb, pr = attrs.padding
     oh = (h + pt + pb - dh * (kh_ - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw_ - 1) - 1) // sw + 1
-    p, kc = oh * ow, kh_ * kw_ * c_g
+    p, kk = oh * ow, kh_ * kw_
+    k_all, k_g = c_in * kk, c_g * kk
     out_shape = (n_img, c_out, oh, ow)
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
-    # Per group, weight rows ordered (kh, kw, c) to match the im2col columns.
-    wmats = weight.reshape(groups, o_g, c_g, kh_, kw_).transpose(0, 3, 4, 2, 1)
-    wmat = layer.const(wmats.reshape(groups, kc, o_g))
+    # Group g's weights [Cg*KH*KW, Og], rows ordered (c, kh, kw) like the im2col columns.
+    wmat = layer.const(weight.reshape(groups, o_g, k_g).transpose(0, 2, 1))
     bias_addr = layer.const(bias) if bias is not None else None
     res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
     direct = (kh_, kw_, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
     if not direct:
-        cols = layer.scratch(n_img * groups * p * kc * ELEM_BYTES)
+        cols = layer.scratch(n_img * p * k_all * ELEM_BYTES)
     act = _load_relu_table(layer) if relu else 0
     out = layer.output(out_shape)
     if not direct:
         _emit_staged_copies(layer, _im2col_copies(hw, x, cols, (n_img, c_in, h, w), (oh, ow),
-                                                  (kh_, kw_), attrs, groups))
+                                                  (kh_, kw_), attrs))
     for i, g in product(range(n_img), range(groups)):
         if direct:  # A[p, c] = x[i, g*Cg + c, p], read in place
             a = Matrix(x + (i * c_in + g * c_g) * p * 4, 4, p * 4)
         else:
-            a = Matrix(cols + (i * groups + g) * p * kc * 4, kc * 4, 4)
+            a = Matrix(cols + (i * p * k_all + g * k_g) * 4, k_all * 4, 4)
         first_out = (i * c_out + g * o_g) * p * 4  # C[p, o] -> out[i, g*Og + o, p]
         d = Matrix(res + first_out, 4, p * 4) if res is not None else None
-        _emit_loop_gemm(layer, a, Matrix(wmat + g * kc * o_g * 4, o_g * 4, 4),
-                        Matrix(out + first_out, 4, p * 4), p, kc, o_g,
+        _emit_loop_gemm(layer, a, Matrix(wmat + g * k_g * o_g * 4, o_g * 4, 4),
+                        Matrix(out + first_out, 4, p * 4), p, k_g, o_g,
                         bias_addr=bias_addr + g * o_g * 4 if bias_addr is not None else None,
                         d=d, act_segments=act)
-    return layer.finish(out_shape, macs=n_img * groups * p * kc * o_g, im2col=not direct)
+    return layer.finish(out_shape, macs=n_img * groups * p * k_g * o_g, im2col=not direct)
 
 
-def _im2col_copies(hw, x, cols, x_shape, out_hw, kernel, attrs, groups: int = 1) -> list[Copy]:
-    """Gathers filling, per (image, group), cols[(oh, ow), (kh, kw, c)]; padded entries stay
-    zero (scratch DRAM starts zeroed)."""
+def _im2col_copies(hw, x, cols, x_shape, out_hw, kernel, attrs) -> list[Copy]:
+    """Gathers filling cols[(i, oh, ow), (c, kh, kw)], DIM channels per copy; padded entries
+    stay zero (scratch DRAM starts zeroed)."""
     n_img, c_in, h, w = x_shape
     oh_, ow_ = out_hw
     kh_, kw_ = kernel
     (sh, sw), (dh, dw) = attrs.strides, attrs.dilation
     pt, pl = attrs.padding[0], attrs.padding[1]
-    c_g = c_in // groups
-    kc, half, d, p = kh_ * kw_ * c_g, staging_rows(hw), hw.dim, oh_ * ow_
+    kk = kh_ * kw_
+    k_all, half, d = c_in * kk, staging_rows(hw), hw.dim
     copies = []
-    for i, g, oh, ky, kx in product(range(n_img), range(groups), range(oh_), range(kh_),
-                                    range(kw_)):
+    for i, oh, ky, kx in product(range(n_img), range(oh_), range(kh_), range(kw_)):
         ih = oh * sh + ky * dh - pt
         if not 0 <= ih < h:
             continue
         # Output columns whose input column ow*sw + kx*dw - pl lies inside the image.
         lo = max(0, _ceil(pl - kx * dw, sw))
         hi = min(ow_, (w - 1 + pl - kx * dw) // sw + 1)
-        block = cols + (i * groups + g) * p * kc * 4
-        for (c0, c1), (o0, o1) in product(_split(0, c_g, d), _split(lo, hi, half)):
+        for (c0, c1), (o0, o1) in product(_split(0, c_in, d), _split(lo, hi, half)):
             iw = o0 * sw + kx * dw - pl
             copies.append(Copy(
-                src=x + ((i * c_in + g * c_g + c0) * h * w + ih * w + iw) * 4,
+                src=x + ((i * c_in + c0) * h * w + ih * w + iw) * 4,
                 src_row_stride=sw * 4, src_col_stride=h * w * 4,
-                dst=block + ((oh * ow_ + o0) * kc + (ky * kw_ + kx) * c_g + c0) * 4,
-                dst_row_stride=kc * 4, dst_col_stride=4, rows=o1 - o0, cols=c1 - c0))
+                dst=cols + ((i * oh_ * ow_ + oh * ow_ + o0) * k_all + c0 * kk + ky * kw_ + kx) * 4,
+                dst_row_stride=k_all * 4, dst_col_stride=kk * 4, rows=o1 - o0, cols=c1 - c0))
     return copies
 
 

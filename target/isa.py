@@ -73,6 +73,8 @@ FIELDS = {
                    "has_d", "has_bias", "has_act"),
 }
 
+_NAME_SETS = {op: frozenset(names) for op, names in FIELDS.items()}
+
 # Statistics record returned by the simulator per call (order fixed by target/csrc/isa.h).
 STAT_FIELDS = (
     "layer_id", "cycles", "load_busy", "compute_busy", "store_busy", "macs",
@@ -110,7 +112,7 @@ class ProgramBuilder:
         self.machine = machine
         self.layer_id = layer_id
         self.regions: list[Region] = []
-        self.instrs: list[np.ndarray] = []
+        self.instrs: list[list[int]] = []
         self._next_base = 0
 
     def region(self, size_bytes: int, kind: RegionKind = RegionKind.ARGUMENT) -> int:
@@ -122,13 +124,12 @@ class ProgramBuilder:
 
     def emit(self, op: Op, /, wait: int = 0, signal: int = 0, **operands: int) -> None:
         names = FIELDS[op]
-        unknown = set(operands) - set(names)
-        if unknown:
-            raise ValueError(f"{op.name}: unknown operand(s) {sorted(unknown)}")
-        rec = np.zeros(INSTR_WORDS, dtype=np.int64)
-        rec[0], rec[1], rec[2] = int(op), int(wait), int(signal)
-        for i, name in enumerate(names):
-            rec[3 + i] = int(operands.get(name, 0))
+        if len(operands) > len(names) or not operands.keys() <= _NAME_SETS[op]:
+            unknown = sorted(set(operands) - set(names))
+            raise ValueError(f"{op.name}: unknown operand(s) {unknown}")
+        rec = [int(op), int(wait), int(signal)]
+        rec += [int(operands.get(name, 0)) for name in names]
+        rec += [0] * (INSTR_WORDS - len(rec))
         self.instrs.append(rec)
 
     def encode(self) -> np.ndarray:
@@ -139,8 +140,7 @@ class ProgramBuilder:
                        DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency]
         regions = np.array([[r.base, r.size, int(r.kind), 0] for r in self.regions],
                            dtype=np.int64).reshape(-1)
-        instrs = (np.stack(self.instrs) if self.instrs
-                  else np.zeros((0, INSTR_WORDS), dtype=np.int64)).reshape(-1)
+        instrs = np.array(self.instrs, dtype=np.int64).reshape(-1)
         return np.concatenate([header, regions, instrs])
 
 
