@@ -14,6 +14,7 @@ import dataclasses
 
 from nm_tvm.passes import (Canonicalize, Linearize, LinearizeConfig, LowerToAccelerator,
                            PartitionForAccelerator, VerifyGemmOnly)
+from nm_tvm.pwl import OUTER_SEGMENTS
 from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.tags import config_of
 
@@ -25,8 +26,9 @@ def accelerator_passes(hw: HardwareConfig, strict: bool = True,
                        probe: bool = False) -> tvm.transform.Pass:
     """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module.
     ``probe`` also returns every fitted table's input tensor (for calibration)."""
+    # Table entries: the fitted segments, the asymptote segments, one entry for negation.
     config = dataclasses.replace(linearize or LinearizeConfig(),
-                                 max_segments=hw.pwl_entries - 1)  # one entry for negation
+                                 max_segments=hw.pwl_entries - 1 - OUTER_SEGMENTS)
     return tvm.transform.Sequential(
         [Canonicalize(), Linearize(config, probe), PartitionForAccelerator(),
          LowerToAccelerator(hw), VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GRID = 4097  # evaluation points per fitted range for error measurement
+OUTER_SEGMENTS = 6  # table entries beyond the fitted range (see _outer_lines)
 
 
 @dataclass
@@ -211,14 +212,15 @@ def _errors(slopes, intercepts, seg, x, y, w):
 
 def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = None,
         uniform: bool = False, name: str = "", iterations: int = 30) -> PWLTable:
-    """Fit ``f`` on ``[lo, hi]`` with ``segments`` table entries (six are outer segments).
+    """Fit ``f`` on ``[lo, hi]`` with ``segments`` segments there; the table has
+    ``segments + OUTER_SEGMENTS`` entries (three asymptote segments on each side).
 
     ``samples`` (calibration inputs) weight placement and the vertical correction and define
     the mean error; without them the weighting is uniform over the range.
     """
-    inner = segments - 6
+    inner = segments
     if inner < 1:
-        raise ValueError(f"{name or 'pwl'}: need at least 7 segments (got {segments})")
+        raise ValueError(f"{name or 'pwl'}: need at least 1 segment (got {segments})")
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         raise ValueError(f"{name or 'pwl'}: invalid range [{lo}, {hi}]")
     x = _grid(f, lo, hi)

@@ -7,6 +7,14 @@ from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.isa import STAT_FIELDS
 
 COUNTERS = [f for f in STAT_FIELDS if f != "layer_id"]
+# Layer kinds that only exist because Linearize rewrote nonlinear operators (PWL maps, the
+# reductions and vector steps of softmax / normalisation); residual adds are not counted.
+LINEARIZED_KINDS = ("pwl", "max", "sum", "subtract", "multiply", "minimum", "maximum")
+
+
+def is_linearized(kind: str) -> bool:
+    name = kind.split(".", 1)[-1]
+    return name.endswith("_pwl") or name.split("_")[0] in LINEARIZED_KINDS
 
 
 def energy_pj(counters: dict, hw: HardwareConfig) -> dict:
@@ -83,6 +91,13 @@ class RunStats:
             })
         return rows
 
+    @property
+    def linearized_cycle_share(self) -> float:
+        """Share of cycles in layers that implement linearized nonlinear operators."""
+        total = self.cycles
+        part = sum(layer.counters["cycles"] for layer in self.layers if is_linearized(layer.kind))
+        return part / total if total else 0.0
+
     def summary(self) -> dict:
         t = self.totals
         energy = sum(self.energy.values())
@@ -92,4 +107,5 @@ class RunStats:
             "pe_utilization": t["macs"] / (t["cycles"] * self.hw.dim ** 2) if t["cycles"] else 0.0,
             "dram_bytes": t["dram_read_bytes"] + t["dram_write_bytes"],
             "energy_uj": energy * 1e-6, "energy_source": self.hw.energy_source,
+            "linearized_cycle_share": self.linearized_cycle_share,
         }

@@ -27,7 +27,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from nm_tvm.pwl import PL, PWLTable, fit
+from nm_tvm.pwl import OUTER_SEGMENTS, PL, PWLTable, fit
 
 from . import scalar_function as sf
 
@@ -45,7 +45,8 @@ PLOT_POINTS = 129  # samples of each fitted function kept for reports and plots
 
 @dataclass
 class LinearizeConfig:
-    """Knobs: table size (global and per function key), ranges, functions left alone.
+    """Knobs: segments on the fitted range (global and per function key), ranges, functions
+    left alone. Each fitted table adds OUTER_SEGMENTS asymptote entries.
 
     A function key is the '+'-joined nonlinear ops of a fused subgraph ('erf' for GELU's erf
     form, 'exp+log' for Softplus, 'exp' for softmax's exponent, 'reciprocal', 'rsqrt', ...).
@@ -124,7 +125,7 @@ class _Tables:
     def exact(self, key: str, pl: PL, root=None) -> PWLTable:
         table = pl.table(key)
         table.notes["id"] = self._instance(key)
-        if self.config.max_segments and table.segments > self.config.max_segments:
+        if self.config.max_segments and table.segments > self.config.max_segments + OUTER_SEGMENTS:
             raise ValueError(f"exact table for {key} needs {table.segments} segments; the "
                              f"target's PWL memory holds {self.config.max_segments}")
         self._record(self._instance(key), key, table, root)
