@@ -407,23 +407,29 @@ class Linearize:
 
 def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
     """Append the probed tensors to main's outputs (a flat tuple). Roots are found again by
-    position (parameter or binding index), since ToNonDataflow makes new variables."""
+    position (parameter or binding index), since ToNonDataflow makes new variables; a root the
+    scalar fusion re-emitted is found by its (unique) name. A root found neither way is not
+    probed: its table keeps its default range."""
     main = mod["main"]
-    where = {}
+    where, names = {}, {}
     for i, p in enumerate(main.params):
         where[p] = ("param", i)
+        names.setdefault(p.name, []).append(("param", i))
     for bi, block in enumerate(main.body.blocks):
         for ji, binding in enumerate(block.bindings):
             where[binding.var] = ("binding", bi, ji)
-    positions = [where.get(root) for _, root in probes]
+            names.setdefault(binding.var.name, []).append(("binding", bi, ji))
+    found = []
+    for inst, root in probes:
+        pos = where.get(root)
+        if pos is None and len(names.get(getattr(root, "name", None), [])) == 1:
+            pos = names[root.name][0]
+        if pos is not None:
+            found.append((inst, pos))
     mod = relax.transform.ToNonDataflow()(mod)
     main = mod["main"]
-    roots = []
-    for pos in positions:
-        if pos is None:
-            raise ValueError("calibration probe lost its tensor")
-        roots.append(main.params[pos[1]] if pos[0] == "param"
-                     else main.body.blocks[pos[1]].bindings[pos[2]].var)
+    roots = [main.params[pos[1]] if pos[0] == "param"
+             else main.body.blocks[pos[1]].bindings[pos[2]].var for _, pos in found]
     ret = main.body.body
     outs = list(ret.fields) if isinstance(ret, relax.Tuple) else [ret]
     result = relax.Tuple(outs + roots)
@@ -432,7 +438,7 @@ def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
     mod["main"] = relax.Function(main.params, body, ret_ty, attrs=main.attrs)
     mod = relax.transform.Normalize()(mod)
     mod = relax.transform.ConvertToDataflow()(mod)
-    return mod.with_attr("nm.probes", json.dumps({"ids": [inst for inst, _ in probes],
+    return mod.with_attr("nm.probes", json.dumps({"ids": [inst for inst, _ in found],
                                                   "n_outputs": sum(_leaves(e.ty) for e in outs)}))
 
 
