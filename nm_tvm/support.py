@@ -79,6 +79,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
     "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
+    "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
+                                "by DMA into scratch)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
                            constant_inputs=(1,)),
     "ReduceSum": OpSupport(EXACT, "GEMM with a ones column (other axes moved last by a DMA "
@@ -90,7 +92,6 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).
 ALTERNATIVES: dict[str, str] = {
     "CumSum": "MatMul with a constant triangular ones matrix, or strict=False",
-    "MaxPool": "AveragePool, or strict=False to run MaxPool on the host",
     "Concat": "separate Conv/MatMul outputs, or strict=False",
 }
 

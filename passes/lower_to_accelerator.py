@@ -137,6 +137,12 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
                                      tuple(int(v) for v in a.attrs.pool_size),
                                      tuple(int(v) for v in a.attrs.strides),
                                      tuple(int(v) for v in a.attrs.dilation))
+    if op == "relax.nn.max_pool2d":
+        return cg.max_pool2d_program(hw, layer_id, _shape(a.args[0]),
+                                     tuple(int(v) for v in a.attrs.pool_size),
+                                     tuple(int(v) for v in a.attrs.strides),
+                                     tuple(int(v) for v in a.attrs.padding),
+                                     tuple(int(v) for v in a.attrs.dilation))
     if op == "relax.mean":
         return cg.mean_program(hw, layer_id, _shape(a.args[0]), _axes(a), bool(a.attrs.keepdims))
     if op in ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"):

@@ -95,6 +95,11 @@ def _check_avg_pool(context) -> bool:
             and all(int(p) == 0 for p in attrs.padding))
 
 
+def _check_max_pool(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return _all_static(context) and attrs.layout == "NCHW" and not attrs.ceil_mode
+
+
 def _check_mean(context) -> bool:
     """Reductions over trailing axes (Linearize moves other axes last); no axis = all."""
     call = context.annotated_expr["anchor"]
@@ -164,6 +169,7 @@ def pattern_table() -> list[FusionPattern]:
     """All accelerator patterns, highest priority first."""
     table = _gemm_patterns()
     table += _simple("avg_pool2d", "relax.nn.avg_pool2d", _check_avg_pool)
+    table += _simple("max_pool2d", "relax.nn.max_pool2d", _check_max_pool)
     table += _simple("mean", "relax.mean", _check_mean)
     table += _simple("sum", "relax.sum", _check_reduce_trailing)
     table += _simple("max", "relax.max", _check_reduce_trailing)

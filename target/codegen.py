@@ -98,26 +98,48 @@ def choose_gemm_tiles(hw: HardwareConfig, m: int, k: int, n: int, has_d: bool = 
     2 * tile_m * tile_n + tile_n rows (docs/ISA.md). The estimate follows the LOOP_GEMM
     expansion: per step, ``tile_k`` A loads and ``tile_n`` B loads on the load engine and
     ``tile_k * tile_n`` GEMMs on the compute engine; per output tile ``tile_n`` stores. Double
-    buffering overlaps the engines, so the slowest engine's total is the cost.
+    buffering overlaps the engines, so the slowest engine's total is the cost. GEMM costs follow
+    docs/ISA.md: back-to-back GEMMs chain (weight-stationary ``m + max(0, k - m_prev)``,
+    output-stationary ``ceil(m / DIM) * max(k, DIM)``); the fill / drain (and the first
+    weight preload) is paid once per chain, taken here as once per output tile.
     """
     d, lat, bw = hw.dim, hw.dram_latency, hw.dram_bw
     kb, nb = _ceil(k, d), _ceil(n, d)
     dma = lambda elems: lat + _ceil(elems * ELEM_BYTES, bw)
     pow2 = lambda limit: sorted({min(limit, 1 << i) for i in range(limit.bit_length() + 1)})
-    m_cands = sorted({min(m, d * t) for t in pow2(_ceil(m, d))} | {m})
+    m_pow2 = {min(m, d * t) for t in pow2(_ceil(m, d))} | {m}
+    os_flow = hw.dataflow == "output_stationary"
+
+    def gemm(rows: int) -> int:  # one chained GEMM of `rows` rows and a full DIM block of K
+        return _ceil(rows, d) * d if os_flow else rows + max(0, d - rows)
+
     best, best_cost = None, None
-    for tk, tn, tm in product(pow2(kb), pow2(nb), m_cands):
-        if 2 * (tk * tm + tk * d * tn) > hw.sp_rows or 2 * tm * tn + tn > hw.acc_rows:
-            continue
-        tiles = _ceil(nb, tn) * _ceil(m, tm)
-        steps = tiles * _ceil(kb, tk)
-        load = steps * (tk * dma(tm * d) + tn * dma(tk * d * d))
-        load += tiles * tn * dma(tm * d) if has_d else 0
-        compute = steps * tk * tn * (d + tm + 2 * d - 2)
-        store = tiles * tn * dma(tm * d)
-        cost = (max(load, compute, store), steps)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = GemmTiles(tm, tk, tn), cost
+    for tk, tn in product(pow2(kb), pow2(nb)):
+        # M tile candidates: powers of two times DIM, and the largest tile the buffers hold
+        # (as is, and split evenly over the tiles it needs).
+        tm_max = min((hw.acc_rows - tn) // (2 * tn), hw.sp_rows // 2 // tk - d * tn, m)
+        m_cands = set(m_pow2)
+        if tm_max >= 1:
+            m_cands |= {tm_max, _ceil(m, _ceil(m, tm_max))}
+        for tm in sorted(m_cands):
+            if 2 * (tk * tm + tk * d * tn) > hw.sp_rows or 2 * tm * tn + tn > hw.acc_rows:
+                continue
+            full, rem = divmod(m, tm)
+            m_tiles = [(full, tm)] + ([(1, rem)] if rem else [])
+            n_tiles, k_steps = _ceil(nb, tn), _ceil(kb, tk)
+            tiles = n_tiles * (full + (rem > 0))
+            steps = tiles * k_steps
+            load = compute = store = 0
+            for count, rows in m_tiles:
+                per = count * n_tiles
+                load += per * k_steps * (tk * dma(rows * d) + tn * dma(tk * d * d))
+                load += per * tn * dma(rows * d) if has_d else 0
+                compute += per * k_steps * tk * tn * gemm(rows)
+                store += per * tn * dma(rows * d)
+            compute += tiles * (2 * d - 2 if os_flow else 3 * d - 2)
+            cost = (max(load, compute, store), steps)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = GemmTiles(tm, tk, tn), cost
     if best is None:
         raise CodegenError(
             f"no GEMM tiling fits: scratchpad has {hw.sp_rows} rows and accumulator "
@@ -379,6 +401,87 @@ def avg_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides
     return layer.finish(out_shape, macs=rows * k)
 
 
+NEG_INF_ROW = np.full(1, -np.inf, dtype=np.float32)
+
+
+def max_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides, padding,
+                       dilation) -> AcceleratorCall:
+    """Max pooling as VEC max over the window's strided views of the (padded) input.
+
+    With padding, the input is first copied by DMA into a scratch image filled with -inf, so
+    every window view is a plain 2-D strided load. Per output tile (one image, a block of
+    output rows and up to DIM output columns) the first view is loaded into the running
+    maximum, each further view into an alternating buffer and folded in with VEC max."""
+    n_img, c_in, h, w = (int(v) for v in x_shape)
+    kh_, kw_ = pool
+    (sh, sw), (dh, dw) = strides, dilation
+    pt, pl, pb, pr = padding
+    hp, wp = h + pt + pb, w + pl + pr
+    oh = (hp - dh * (kh_ - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw_ - 1) - 1) // sw + 1
+    images, d = n_img * c_in, hw.dim
+    out_shape = (n_img, c_in, oh, ow)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    padded = any(padding)
+    if padded:
+        ninf = layer.const(NEG_INF_ROW)
+        xp = layer.scratch(images * hp * wp * ELEM_BYTES)
+    out = layer.output(out_shape)
+    pending = False
+    if padded:
+        fill = _view_copies(hw, ninf, [0, 0, 0], xp, (images, hp, wp))
+        half = staging_rows(hw)
+        interior = [Copy(src=x + (img * h * w + r0 * w + c0) * 4, src_row_stride=w * 4,
+                         src_col_stride=4,
+                         dst=xp + (img * hp * wp + (r0 + pt) * wp + c0 + pl) * 4,
+                         dst_row_stride=wp * 4, dst_col_stride=4, rows=r1 - r0, cols=c1 - c0)
+                    for img in range(images) for r0, r1 in _split(0, h, half)
+                    for c0, c1 in _split(0, w, d)]
+        pending = _emit_staged_copies(layer, fill + interior, handoff=True)
+    src = xp if padded else x
+    windows = [(ky, kx) for ky in range(kh_) for kx in range(kw_)]
+    k = len(windows)
+    tile_rows = max(1, min(oh, hw.acc_rows // 3))
+    tiles = [(img, r0, r1, c0, c1) for img in range(images) for r0, r1 in _split(0, oh, tile_rows)
+             for c0, c1 in _split(0, ow, d)]
+    run, bufs = 0, (tile_rows, 2 * tile_rows)
+    for t, (img, r0, r1, c0, c1) in enumerate(tiles):
+        rows = r1 - r0
+        def fold(j):  # running max = max(running max, view j)
+            signal = bit(Queue.LOAD) if j + 2 <= k - 1 else 0
+            if j == k - 1:
+                signal |= bit(Queue.STORE)
+            layer.b.emit(Op.VEC, wait=bit(Queue.LOAD), signal=signal, op=VecOp.MAX, dst_row=run,
+                         a_row=run, b_row=bufs[(j - 1) % 2], rows=rows)
+
+        # Program order keeps every token's push before its pop: L0 L1 L2 V1 L3 V2 ... V(k-1).
+        for j, (ky, kx) in enumerate(windows):
+            addr = src + (img * hp * wp + (r0 * sh + ky * dh) * wp + c0 * sw + kx * dw) * 4
+            if j == 0:  # the running maximum starts as the first view
+                wait = bit(Queue.STORE) if (t > 0 or pending) else 0
+                signal = bit(Queue.STORE) if k == 1 else 0
+                dst = run
+            else:
+                wait = bit(Queue.COMPUTE) if j >= 3 else 0
+                signal = bit(Queue.COMPUTE)
+                dst = bufs[(j - 1) % 2]
+            layer.b.emit(Op.LOAD, wait=wait, signal=signal, dst_mem=Mem.ACCUMULATOR, dst_row=dst,
+                         dram_addr=addr, rows=rows, cols=c1 - c0, row_stride=sh * wp * 4,
+                         col_stride=sw * 4)
+            if j >= 2:
+                fold(j - 1)
+        if k >= 2:
+            fold(k - 1)
+        more = t + 1 < len(tiles)
+        layer.b.emit(Op.STORE, wait=bit(Queue.COMPUTE) if k > 1 else bit(Queue.LOAD),
+                     signal=bit(Queue.LOAD) if more else 0,
+                     src_mem=Mem.ACCUMULATOR, src_row=run,
+                     dram_addr=out + (img * oh * ow + r0 * ow + c0) * 4, rows=rows, cols=c1 - c0,
+                     row_stride=ow * 4, col_stride=4)
+    return layer.finish(out_shape, macs=0)
+
+
 def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims,
                  average: bool = True) -> AcceleratorCall:
     """Mean (GlobalAveragePool) or sum over trailing axes as ``X[R, L] @ ones(L, 1) [/ L]``."""
@@ -599,4 +702,5 @@ def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> Accel
 
 __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param",
            "avg_pool2d_program", "choose_gemm_tiles", "conv2d_program", "elementwise_program",
-           "matmul_program", "mean_program", "reduce_max_program", "transpose_program"]
+           "matmul_program", "max_pool2d_program", "mean_program", "reduce_max_program",
+           "transpose_program"]

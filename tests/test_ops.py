@@ -140,3 +140,20 @@ def test_grouped_and_depthwise_conv(rng, groups, c_in, c_out, stride, pad):
                    [("w", rng.standard_normal((c_out, c_in // groups, k, k))),
                     ("b", rng.standard_normal(c_out))])
     _check(proto, {"x": rng.standard_normal((2, c_in, 9, 9)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("kernel, stride, pad, dilation", [
+    (3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 1, 1), (3, 2, 0, 2), (1, 1, 0, 1)])
+def test_max_pool(rng, kernel, stride, pad, dilation):
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel] * 2,
+                            strides=[stride] * 2, pads=[pad] * 4, dilations=[dilation] * 2)
+    size = 11
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    proto = _model([node], {"x": [2, 3, size, size]}, [2, 3, out, out])
+    # All-negative inputs: -inf padding (not zero) must win the border windows.
+    x = -np.abs(rng.standard_normal((2, 3, size, size))).astype(np.float32) - 1
+    compiled = _check(proto, {"x": x}, macs=False)
+    assert compiled.stats.macs == 0
+    # One VEC max per further window position and output tile: k*k - 1 at least.
+    n_vec = compiled.stats.totals["n_vec"]
+    assert n_vec == 0 if kernel == 1 else n_vec >= kernel * kernel - 1
