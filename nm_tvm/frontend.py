@@ -94,7 +94,10 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
                              f"model inputs are {list(shapes)}")
     from tvm.relax.frontend.onnx import from_onnx
 
+    from nm_tvm.onnx_fold import explicit_auto_pad, fold_shape_computations, with_static_inputs
+
     try:
+        proto = explicit_auto_pad(fold_shape_computations(with_static_inputs(proto, shapes)))
         mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=False)
     except Exception as err:
         raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None

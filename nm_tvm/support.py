@@ -79,6 +79,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
     "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
+    "Concat": OpSupport(EXACT, "DMA copies into the output's slabs"),
+    "Slice": OpSupport(EXACT, "constant bounds, positive steps: one strided DMA view",
+                       constant_inputs=(1, 2, 3, 4)),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
@@ -92,7 +95,6 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).
 ALTERNATIVES: dict[str, str] = {
     "CumSum": "MatMul with a constant triangular ones matrix, or strict=False",
-    "Concat": "separate Conv/MatMul outputs, or strict=False",
 }
 
 

@@ -165,6 +165,20 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
     if op == "relax.sum":
         return cg.mean_program(hw, layer_id, _shape(a.args[0]), _axes(a),
                                bool(a.attrs.keepdims), average=False)
+    if op == "relax.concat":
+        fields = list(a.args[0].fields)
+        for i, f in enumerate(fields):
+            if comp.param_index(f) != i:
+                raise cg.CodegenError(f"{comp.name}: concat operands out of parameter order")
+        return cg.concat_program(hw, layer_id, [_shape(f) for f in fields], int(a.attrs.axis))
+    if op == "relax.strided_slice":
+        shape = _shape(a.args[0])
+        begin, end, step = [0] * len(shape), list(shape), [1] * len(shape)
+        for ax, b, e, st in zip(*[[int(v) for v in arg] for arg in a.args[1:5]]):
+            dim = shape[ax]
+            clamp = lambda v: min(max(v + dim if v < 0 else v, 0), dim)
+            begin[ax], end[ax], step[ax] = clamp(b), clamp(e), st
+        return cg.strided_slice_program(hw, layer_id, shape, begin, end, step)
     if op == "relax.permute_dims":
         rank = len(_shape(a.args[0]))
         axes = ([int(v) for v in a.attrs.axes] if a.attrs.axes is not None

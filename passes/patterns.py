@@ -100,6 +100,16 @@ def _check_max_pool(context) -> bool:
     return _all_static(context) and attrs.layout == "NCHW" and not attrs.ceil_mode
 
 
+def _check_slice(context) -> bool:
+    """Constant bounds and positive steps (a strided DMA view)."""
+    call = context.annotated_expr["anchor"]
+    try:
+        steps = [int(v) for v in call.args[4]]
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return _all_static(context) and all(st > 0 for st in steps)
+
+
 def _check_mean(context) -> bool:
     """Reductions over trailing axes (Linearize moves other axes last); no axis = all."""
     call = context.annotated_expr["anchor"]
@@ -179,4 +189,8 @@ def pattern_table() -> list[FusionPattern]:
     pwl = _pwl(wildcard())
     table.append(FusionPattern(f"{CODEGEN}.pwl", pwl, {"anchor": pwl}, _all_static))
     table += _simple("permute_dims", "relax.permute_dims", _all_static)
+    sliced = is_op("relax.strided_slice")(wildcard(), *[wildcard() for _ in range(4)])
+    table.append(FusionPattern(f"{CODEGEN}.strided_slice", sliced, {"anchor": sliced},
+                               _check_slice))
+    table += _simple("concat", "relax.concat", _all_static)
     return table

@@ -656,23 +656,29 @@ def _row_blocks(e0: int, e1: int, d: int):
     return blocks
 
 
-def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape) -> list[Copy]:
-    """Copies that write ``out_shape`` densely at ``dst`` from element strides ``src_strides``
-    (one per output dim; 0 broadcasts): transposes and broadcasts are both such views."""
+def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
+                 dst_strides=None) -> list[Copy]:
+    """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
+    element strides ``src_strides`` (one per output dim; 0 broadcasts): transposes, broadcasts,
+    slices and concatenation are all such views."""
     out_shape = tuple(out_shape) if len(out_shape) else (1,)
     src_strides = list(src_strides) if len(src_strides) else [0]
+    dst_strides = list(dst_strides) if dst_strides is not None else _dense_strides(out_shape)
     if len(out_shape) == 1:
-        out_shape, src_strides = (1,) + out_shape, [0] + src_strides
+        out_shape = (1,) + out_shape
+        src_strides, dst_strides = [0] + src_strides, [0] + dst_strides
     r2, c2 = out_shape[-2:]
     copies = []
-    for o, idx in enumerate(np.ndindex(*out_shape[:-2])):
+    for idx in np.ndindex(*out_shape[:-2]):
         src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
+        dst0 = sum(i * st for i, st in zip(idx, dst_strides[:-2]))
         for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
             copies.append(Copy(
                 src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * 4,
                 src_row_stride=src_strides[-2] * 4, src_col_stride=src_strides[-1] * 4,
-                dst=dst + (o * r2 * c2 + r0 * c2 + c0) * 4, dst_row_stride=c2 * 4,
-                dst_col_stride=4, rows=r1 - r0, cols=c1 - c0))
+                dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
+                dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
+                rows=r1 - r0, cols=c1 - c0))
     return copies
 
 
@@ -685,6 +691,46 @@ def _broadcast_strides(shape, out_shape) -> list[int]:
     shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
     dense = _dense_strides(shape)
     return [0 if d == 1 and o != 1 else st for d, o, st in zip(shape, out_shape, dense)]
+
+
+def concat_program(hw: HardwareConfig, layer_id: int, shapes, axis: int) -> AcceleratorCall:
+    """Concatenation as DMA: each input is copied into its slab of the output."""
+    shapes = [tuple(int(v) for v in sh) for sh in shapes]
+    rank = len(shapes[0])
+    axis %= rank
+    out_shape = list(shapes[0])
+    out_shape[axis] = sum(sh[axis] for sh in shapes)
+    out_shape = tuple(out_shape)
+    layer = _Layer(hw, layer_id)
+    srcs = [layer.input(Param(i), _nbytes(sh)) for i, sh in enumerate(shapes)]
+    out = layer.output(out_shape)
+    out_strides = _dense_strides(out_shape)
+    copies, offset = [], 0
+    for src, sh in zip(srcs, shapes):
+        if int(np.prod(sh)):
+            copies += _view_copies(hw, src, _dense_strides(sh), out + offset * out_strides[axis] * 4,
+                                   sh, out_strides)
+        offset += sh[axis]
+    _emit_staged_copies(layer, copies)
+    return layer.finish(out_shape, macs=0)
+
+
+def strided_slice_program(hw: HardwareConfig, layer_id: int, x_shape, begin, end,
+                          step) -> AcceleratorCall:
+    """A slice (positive steps) as one strided DMA view of the input, stored densely."""
+    x_shape = tuple(int(v) for v in x_shape)
+    if any(st <= 0 for st in step):
+        raise CodegenError(f"slice with step {list(step)}: only positive steps are supported")
+    out_shape = tuple(max(0, _ceil(e - b, st)) for b, e, st in zip(begin, end, step))
+    in_strides = _dense_strides(x_shape)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    base = x + sum(b * s_ for b, s_ in zip(begin, in_strides)) * 4
+    if int(np.prod(out_shape)):
+        _emit_staged_copies(layer, _view_copies(
+            hw, base, [s_ * st for s_, st in zip(in_strides, step)], out, out_shape))
+    return layer.finish(out_shape, macs=0)
 
 
 def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> AcceleratorCall:
@@ -703,4 +749,4 @@ def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> Accel
 __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param",
            "avg_pool2d_program", "choose_gemm_tiles", "conv2d_program", "elementwise_program",
            "matmul_program", "max_pool2d_program", "mean_program", "reduce_max_program",
-           "transpose_program"]
+           "concat_program", "strided_slice_program", "transpose_program"]

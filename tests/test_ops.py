@@ -157,3 +157,15 @@ def test_max_pool(rng, kernel, stride, pad, dilation):
     # One VEC max per further window position and output tile: k*k - 1 at least.
     n_vec = compiled.stats.totals["n_vec"]
     assert n_vec == 0 if kernel == 1 else n_vec >= kernel * kernel - 1
+
+
+def test_concat_and_slice_as_data_movement(rng):
+    nodes = [helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+             helper.make_node("Slice", ["c", "starts", "ends", "axes", "steps"], ["y"])]
+    proto = _model(nodes, {"a": [2, 3, 5, 4], "b": [2, 6, 5, 4]}, [2, 4, 5, 3],
+                   [("starts", np.array([1, -3], np.int64)), ("ends", np.array([9, 4], np.int64)),
+                    ("axes", np.array([1, 3], np.int64)), ("steps", np.array([2, 1], np.int64))])
+    compiled = _check(proto, {"a": rng.standard_normal((2, 3, 5, 4)).astype(np.float32),
+                              "b": rng.standard_normal((2, 6, 5, 4)).astype(np.float32)},
+                      macs=False)
+    assert [layer["kind"] for layer in compiled.layers] == ["nm.concat", "nm.strided_slice"]

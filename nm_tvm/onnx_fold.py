@@ -1,0 +1,128 @@
+"""Fold an ONNX graph's shape arithmetic to constants once its input shapes are static.
+
+Exported models compute Reshape targets and Slice bounds at run time (Shape -> Gather ->
+Concat -> Reshape). TVM's importer needs those as constants, so nodes whose inputs are all
+known -- initializers, Constants, and Shape of a tensor whose shape inference made static --
+are evaluated here with ONNX's reference evaluator and replaced by initializers. Only small
+tensors are folded (shape arithmetic, not weights), so the model's compute is untouched.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+MAX_FOLDED_ELEMENTS = 4096
+
+
+def _static_shapes(proto: onnx.ModelProto) -> dict[str, tuple]:
+    inferred = shape_inference.infer_shapes(proto)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + \
+            list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+def with_static_inputs(proto: onnx.ModelProto, input_shapes: dict) -> onnx.ModelProto:
+    """A copy whose graph inputs declare the given static shapes."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    for inp in proto.graph.input:
+        if inp.name in input_shapes:
+            dims = inp.type.tensor_type.shape.dim
+            del dims[:]
+            for v in input_shapes[inp.name]:
+                dims.add().dim_value = int(v)
+    return proto
+
+
+def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace every node computable from constants and static shapes by initializers."""
+    from onnx.reference import ReferenceEvaluator
+
+    if proto.graph.node and not any(n.op_type == "Shape" for n in proto.graph.node):
+        return proto
+    shapes = _static_shapes(proto)
+    known = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    folded_nodes = []
+    for node in proto.graph.node:
+        if node.domain not in ("", "ai.onnx") or any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute):
+            continue
+        if node.op_type == "Shape" and node.input[0] in shapes:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            shape = np.array(shapes[node.input[0]], np.int64)
+            known[node.output[0]] = shape[attrs.get("start", 0):attrs.get("end", None)]
+            folded_nodes.append(node)
+            continue
+        if node.op_type == "Constant" or (node.input and all(
+                (x == "" or x in known) for x in node.input)):
+            if any(x and known[x].size > MAX_FOLDED_ELEMENTS for x in node.input):
+                continue
+            inputs = [x for x in node.input if x]
+            graph = helper.make_graph(
+                [node], "fold", [helper.make_tensor_value_info(x, onnx.TensorProto.UNDEFINED, None)
+                                 for x in inputs],
+                [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+                 for o in node.output])
+            model = helper.make_model(graph, opset_imports=list(proto.opset_import),
+                                      ir_version=proto.ir_version)
+            try:
+                values = ReferenceEvaluator(model).run(None, {x: known[x] for x in inputs})
+            except Exception:  # noqa: BLE001 -- left for TVM's importer to handle or reject
+                continue
+            if any(np.asarray(v).size > MAX_FOLDED_ELEMENTS for v in values):
+                continue
+            for name, value in zip(node.output, values):
+                known[name] = np.asarray(value)
+            folded_nodes.append(node)
+    if not folded_nodes:
+        return proto
+    out = onnx.ModelProto.FromString(proto.SerializeToString())
+    folded = {id(n) for n in folded_nodes}
+    keep = [n for n, orig in zip(out.graph.node, proto.graph.node) if id(orig) not in folded]
+    produced = {o for n in folded_nodes for o in n.output}
+    consumed = {x for n in keep for x in n.input} | {o.name for o in out.graph.output}
+    del out.graph.node[:]
+    out.graph.node.extend(keep)
+    for name in sorted(produced & consumed):
+        out.graph.initializer.append(numpy_helper.from_array(known[name], name))
+    return out
+
+
+def explicit_auto_pad(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``auto_pad=SAME_UPPER/SAME_LOWER`` -> explicit ``pads`` (ONNX's own formula), so TVM's
+    importer emits the padding inside the conv / pool rather than as a separate pad kernel."""
+    targets = [n for n in proto.graph.node if n.op_type in ("Conv", "MaxPool", "AveragePool")
+               and any(a.name == "auto_pad" and a.s in (b"SAME_UPPER", b"SAME_LOWER")
+                       for a in n.attribute)]
+    if not targets:
+        return proto
+    shapes = _static_shapes(proto)
+    inits = {i.name: tuple(i.dims) for i in proto.graph.initializer}
+    out = onnx.ModelProto.FromString(proto.SerializeToString())
+    for node in out.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        mode = attrs.get("auto_pad", b"")
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool") or mode not in (
+                b"SAME_UPPER", b"SAME_LOWER") or node.input[0] not in shapes:
+            continue
+        spatial = shapes[node.input[0]][2:]
+        kernel = attrs.get("kernel_shape") or inits.get(node.input[1], (0, 0))[2:]
+        if len(kernel) != len(spatial):
+            continue
+        strides = attrs.get("strides", [1] * len(spatial))
+        dilations = attrs.get("dilations", [1] * len(spatial))
+        begin, end = [], []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begin.append(small if mode == b"SAME_UPPER" else large)
+            end.append(large if mode == b"SAME_UPPER" else small)
+        keep = [a for a in node.attribute if a.name not in ("auto_pad", "pads")]
+        del node.attribute[:]
+        node.attribute.extend(keep + [helper.make_attribute("pads", begin + end)])
+    return out
