@@ -16,7 +16,7 @@ from .isa import MachineParams
 
 PRESET_DIR = Path(__file__).parent / "presets"
 OPERAND_DTYPES = {"float32": 4, "bfloat16": 2}
-DATAFLOWS = ("weight_stationary",)
+DATAFLOWS = ("weight_stationary", "output_stationary")
 ENERGY_FIELDS = ("mac_pj", "scratchpad_read_pj_per_byte", "scratchpad_write_pj_per_byte",
                  "accumulator_read_pj_per_byte", "accumulator_write_pj_per_byte",
                  "dram_pj_per_byte", "vector_op_pj", "pwl_lookup_pj", "static_power_mw")
@@ -91,7 +91,7 @@ class HardwareConfig:
         return MachineParams(dim=self.dim, sp_rows=self.sp_rows, acc_rows=self.acc_rows,
                              pwl_entries=self.pwl_entries, operand_dtype=self.operand_dtype,
                              dram_bytes=self.dram_bytes, dram_bw=self.dram_bw,
-                             dram_latency=self.dram_latency)
+                             dram_latency=self.dram_latency, dataflow=self.dataflow)
 
     def summary(self) -> dict:
         return {"name": self.name, "pe_array": f"{self.dim}x{self.dim}", "dataflow": self.dataflow,

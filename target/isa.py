@@ -81,7 +81,13 @@ STAT_FIELDS = (
     "dram_read_bytes", "dram_write_bytes", "sp_read_bytes", "sp_write_bytes",
     "acc_read_bytes", "acc_write_bytes", "vec_elements", "pwl_elements",
     "n_load", "n_store", "n_gemm", "n_vec", "n_pwl", "n_load_pwl", "n_loop_gemm",
+    # stall cycles per engine and cause (docs/ISA.md, "Stalls")
+    "load_stall_dma", "load_stall_dep", "load_stall_full",
+    "compute_stall_dma", "compute_stall_dep", "compute_stall_full",
+    "store_stall_dma", "store_stall_dep", "store_stall_full",
 )
+STALL_CAUSES = ("dma", "dep", "full")
+DATAFLOW_CODES = {"weight_stationary": 0, "output_stationary": 1}
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class MachineParams:
     dram_bytes: int
     dram_bw: int
     dram_latency: int
+    dataflow: str = "weight_stationary"
 
 
 @dataclass
@@ -135,9 +142,10 @@ class ProgramBuilder:
     def encode(self) -> np.ndarray:
         m = self.machine
         header = np.zeros(HEADER_WORDS, dtype=np.int64)
-        header[:13] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
+        header[:14] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
                        m.dim, m.sp_rows, m.acc_rows, m.pwl_entries,
-                       DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency]
+                       DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency,
+                       DATAFLOW_CODES[m.dataflow]]
         regions = np.array([[r.base, r.size, int(r.kind), 0] for r in self.regions],
                            dtype=np.int64).reshape(-1)
         instrs = np.array(self.instrs, dtype=np.int64).reshape(-1)

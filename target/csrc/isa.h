@@ -30,7 +30,8 @@ enum HeaderWord : int {
   kHdrDramBytes = 10,
   kHdrDramBw = 11,
   kHdrDramLatency = 12,
-  kHdrReservedBegin = 13,  // words 13..15 must be 0
+  kHdrDataflow = 13,       // 0 weight-stationary, 1 output-stationary
+  kHdrReservedBegin = 14,  // words 14..15 must be 0
 };
 
 // Region record word indices.
@@ -118,6 +119,16 @@ enum Stat : int {
   kStatNumPwl,
   kStatNumLoadPwl,
   kStatNumLoopGemm,
+  // Stall cycles: an engine waiting for a token (docs/ISA.md, "Stalls"), per engine and cause.
+  kStatLoadStallDma,
+  kStatLoadStallDep,
+  kStatLoadStallFull,
+  kStatComputeStallDma,
+  kStatComputeStallDep,
+  kStatComputeStallFull,
+  kStatStoreStallDma,
+  kStatStoreStallDep,
+  kStatStoreStallFull,
   kNumStats
 };
 
@@ -127,6 +138,9 @@ constexpr const char* kStatNames[kNumStats] = {
     "dram_read_bytes", "dram_write_bytes", "sp_read_bytes", "sp_write_bytes",
     "acc_read_bytes", "acc_write_bytes", "vec_elements", "pwl_elements",
     "n_load", "n_store", "n_gemm", "n_vec", "n_pwl", "n_load_pwl", "n_loop_gemm",
+    "load_stall_dma", "load_stall_dep", "load_stall_full",
+    "compute_stall_dma", "compute_stall_dep", "compute_stall_full",
+    "store_stall_dma", "store_stall_dep", "store_stall_full",
 };
 
 }  // namespace isa

@@ -254,6 +254,7 @@ void Program::DecodeHeader() {
   c.dram_bytes = h[isa::kHdrDramBytes];
   c.dram_bw = h[isa::kHdrDramBw];
   c.dram_latency = h[isa::kHdrDramLatency];
+  c.dataflow = h[isa::kHdrDataflow];
 
   auto check = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) FailHeader(Str(name, " ", v, " out of range ", lo, "..", hi));
@@ -266,6 +267,7 @@ void Program::DecodeHeader() {
   check("dram_bytes", c.dram_bytes, 1, kInt64Max);
   check("DRAM bandwidth", c.dram_bw, 1, kInt64Max);
   check("DRAM latency", c.dram_latency, 0, kMaxDramLatency);
+  check("dataflow", c.dataflow, 0, 1);
   if (c.sp_rows * c.dim > kMaxOnChipElements || c.acc_rows * c.dim > kMaxOnChipElements) {
     FailHeader(Str("on-chip memories larger than ", kMaxOnChipElements,
                    " elements are not supported (sp_rows ", c.sp_rows, ", acc_rows ", c.acc_rows,

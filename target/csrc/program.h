@@ -44,6 +44,7 @@ struct MachineConfig {
   int64_t dram_bytes = 0;
   int64_t dram_bw = 0;
   int64_t dram_latency = 0;
+  int64_t dataflow = 0;  // 0 weight-stationary, 1 output-stationary
 
   // Bytes of one scratchpad element (for statistics).
   int64_t sp_elem_bytes() const { return dtype == isa::kBf16 ? 2 : 4; }

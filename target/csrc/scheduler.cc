@@ -46,7 +46,7 @@ Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg) {
   stats_[isa::kStatLayerId] = cfg.layer_id;
 }
 
-int64_t Scheduler::Cost(const Instr& in) const {
+int64_t Scheduler::Cost(const Instr& in, bool chained) const {
   auto dma = [&](int64_t bytes) {
     return cfg_.dram_latency + bytes / cfg_.dram_bw + (bytes % cfg_.dram_bw != 0);
   };
@@ -57,8 +57,19 @@ int64_t Scheduler::Cost(const Instr& in) const {
       return dma(in[isa::store::kRows] * in[isa::store::kCols] * isa::kElemBytes);
     case isa::kLoadPwl:
       return dma(3 * isa::kElemBytes * in[isa::load_pwl::kNumSegments]);
-    case isa::kGemm:
-      return in[isa::gemm::kK] + in[isa::gemm::kM] + 2 * cfg_.dim - 2;
+    case isa::kGemm: {
+      const int64_t m = in[isa::gemm::kM], k = in[isa::gemm::kK], dim = cfg_.dim;
+      const int64_t fill_drain = 2 * dim - 2;
+      if (cfg_.dataflow == 1) {  // output-stationary: ceil(m / DIM) passes of max(k, DIM)
+        const int64_t passes = (m + dim - 1) / dim;
+        return passes * std::max(k, dim) + (chained ? 0 : fill_drain);
+      }
+      // Weight-stationary: preload k weight rows, stream m rows, fill and drain. Chained onto
+      // the previous GEMM, the preload ran in the shadow buffer while that GEMM streamed its
+      // m_prev rows and the fill / drain overlap it.
+      if (chained) return m + std::max<int64_t>(0, k - last_gemm_m_);
+      return k + m + fill_drain;
+    }
     case isa::kVec:
       return in[isa::vec::kRows];
     default:  // PWL
@@ -66,7 +77,9 @@ int64_t Scheduler::Cost(const Instr& in) const {
   }
 }
 
-int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t start) {
+int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t start,
+                             int* binding) {
+  *binding = -1;
   for (int q = 0; q < isa::kNumQueues; ++q) {
     if (!(in.wait() & (int64_t{1} << q))) continue;
     std::deque<int64_t>& channel = channels_[q][queue];
@@ -74,7 +87,10 @@ int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t
       throw SimError(Str("deadlock: ", Describe(id), " waits for a token from the ",
                          QueueName(q), " queue that no earlier instruction signalled"));
     }
-    start = std::max(start, channel.front());
+    if (channel.front() > start) {
+      start = channel.front();
+      *binding = q;
+    }
     channel.pop_front();
   }
   return start;
@@ -217,9 +233,22 @@ void Scheduler::Count(const Instr& in) {
 
 void Scheduler::Issue(const OpId& id, const Instr& in) {
   const int queue = QueueOf(in.op());
-  const int64_t start = PopTokens(id, in, queue, engine_free_[queue]);
-  const int64_t cost = Cost(in);
+  const int64_t free = engine_free_[queue];
+  int binding = -1;  // the queue whose token delayed the start past `free`, if any
+  const int64_t start = PopTokens(id, in, queue, free, &binding);
+  if (binding >= 0) {
+    // Forward tokens (load -> compute -> store) carry data: from the load engine a DMA wait,
+    // from the compute engine a dependency; backward tokens free a buffer (buffer full).
+    const int cause = binding > queue ? 2 : binding == isa::kQueueLoad ? 0 : 1;
+    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + 3 * queue + cause), start - free);
+  }
+  const bool is_gemm = in.op() == isa::kGemm;
+  const int64_t cost = Cost(in, is_gemm && start == gemm_chain_end_);
   const int64_t end = CheckedAdd(start, cost, "the cycle count");
+  if (queue == isa::kQueueCompute) {
+    gemm_chain_end_ = is_gemm ? end : -1;
+    if (is_gemm) last_gemm_m_ = in[isa::gemm::kM];
+  }
 
   const std::vector<Span> spans = Accesses(in);
   CheckRaces(id, spans, start);

@@ -45,8 +45,9 @@ class Scheduler {
   };
   using Channels = std::array<std::array<std::deque<int64_t>, isa::kNumQueues>, isa::kNumQueues>;
 
-  int64_t Cost(const Instr& in) const;
-  int64_t PopTokens(const OpId& id, const Instr& in, int queue, int64_t start);
+  // `chained`: a GEMM that starts the moment the previous compute op, also a GEMM, ended.
+  int64_t Cost(const Instr& in, bool chained) const;
+  int64_t PopTokens(const OpId& id, const Instr& in, int queue, int64_t start, int* binding);
   std::vector<Span> Accesses(const Instr& in) const;
   void CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const;
   void RecordAccesses(const OpId& id, const std::vector<Span>& spans, int64_t end);
@@ -58,6 +59,8 @@ class Scheduler {
   Channels channels_;
   Channels saved_channels_;  // the program's channels while a LOOP_GEMM runs on fresh ones
   int64_t last_end_ = 0;     // latest completion so far (total cycles)
+  int64_t gemm_chain_end_ = -1;  // end of the last compute op if it was a GEMM, else -1
+  int64_t last_gemm_m_ = 0;      // rows streamed by that GEMM
   std::array<RowLog, kNumMemories> rows_;
   StatsRecord stats_{};
 };

@@ -1,0 +1,189 @@
+"""Cycle model against closed-form expectations (docs/ISA.md, "Costs" and "Stalls")."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nm_tvm.target import simulator
+from nm_tvm.target.isa import MachineParams, Mem, Op, ProgramBuilder, Queue, bit
+
+F32 = np.float32
+LOAD, COMPUTE, STORE = bit(Queue.LOAD), bit(Queue.COMPUTE), bit(Queue.STORE)
+
+
+def machine(dim=4, sp_rows=1024, acc_rows=1024, bw=16, lat=10, dataflow="weight_stationary"):
+    return MachineParams(dim=dim, sp_rows=sp_rows, acc_rows=acc_rows, pwl_entries=16,
+                         operand_dtype="float32", dram_bytes=1 << 26, dram_bw=bw,
+                         dram_latency=lat, dataflow=dataflow)
+
+
+def run(builder, args):
+    simulator.take_stats()
+    out = simulator.run_program(builder.encode(), [np.asarray(a) for a in args])
+    (stats,) = simulator.take_stats()
+    return out, stats
+
+
+def dma(elems, bw, lat):
+    return lat + math.ceil(elems * 4 / bw)
+
+
+def gemms(dataflow, dim, m, k, count):
+    """A LOAD of A and B, then `count` GEMMs back to back on the loaded tiles."""
+    b = ProgramBuilder(machine(dim=dim, dataflow=dataflow))
+    a, w = np.ones((m, dim), F32), np.ones((dim, dim), F32)
+    ra, rw = b.region(a.nbytes), b.region(w.nbytes)
+    b.emit(Op.LOAD, dst_mem=Mem.SCRATCHPAD, dst_row=0, dram_addr=ra, rows=m, cols=dim,
+           row_stride=dim * 4, col_stride=4)
+    b.emit(Op.LOAD, signal=COMPUTE, dst_mem=Mem.SCRATCHPAD, dst_row=m, dram_addr=rw, rows=dim,
+           cols=dim, row_stride=dim * 4, col_stride=4)
+    for i in range(count):
+        b.emit(Op.GEMM, wait=LOAD if i == 0 else 0, a_row=0, b_row=m, c_row=i * m, m=m, k=k,
+               n=dim, accumulate=0)
+    return run(b, [a, w])[1]
+
+
+# ------------------------------------------------------------------- single tiles and chains
+@pytest.mark.parametrize("m,k", [(8, 4), (3, 4), (20, 2)])
+def test_weight_stationary_tile_and_chain(m, k):
+    dim = 4
+    one = gemms("weight_stationary", dim, m, k, 1)
+    assert one["compute_busy"] == k + m + 2 * dim - 2  # preload, stream, fill and drain
+    three = gemms("weight_stationary", dim, m, k, 3)
+    # chained: the preload hides behind the previous GEMM's m rows; fill / drain overlap
+    assert three["compute_busy"] == k + m + 2 * dim - 2 + 2 * (m + max(0, k - m))
+    assert three["cycles"] == three["load_busy"] + three["compute_busy"]
+
+
+@pytest.mark.parametrize("m,k", [(8, 4), (3, 4), (9, 2)])
+def test_output_stationary_tile_and_chain(m, k):
+    dim = 4
+    passes = math.ceil(m / dim)
+    one = gemms("output_stationary", dim, m, k, 1)
+    assert one["compute_busy"] == passes * max(k, dim) + 2 * dim - 2
+    three = gemms("output_stationary", dim, m, k, 3)
+    assert three["compute_busy"] == 3 * passes * max(k, dim) + 2 * dim - 2
+
+
+def test_stall_attribution():
+    """A GEMM waiting for its tiles stalls on DMA; the store waiting for it on a dependency."""
+    dim, m, bw, lat = 4, 8, 16, 10
+    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat))
+    a = np.ones((m, dim), F32)
+    ra, ro = b.region(a.nbytes), b.region(a.nbytes)
+    b.emit(Op.LOAD, signal=COMPUTE, dst_mem=Mem.SCRATCHPAD, dst_row=0, dram_addr=ra, rows=m,
+           cols=dim, row_stride=dim * 4, col_stride=4)
+    b.emit(Op.GEMM, wait=LOAD, signal=STORE, a_row=0, b_row=0, c_row=0, m=m, k=dim, n=dim,
+           accumulate=0)
+    b.emit(Op.STORE, wait=COMPUTE, src_mem=Mem.ACCUMULATOR, src_row=0, dram_addr=ro, rows=m,
+           cols=dim, row_stride=dim * 4, col_stride=4)
+    _, s = run(b, [a, np.zeros_like(a)])
+    load = dma(m * dim, bw, lat)
+    gemm = dim + m + 2 * dim - 2
+    assert s["compute_stall_dma"] == load
+    assert s["store_stall_dep"] == load + gemm
+    assert s["cycles"] == load + gemm + dma(m * dim, bw, lat)
+    others = [f"{q}_stall_{c}" for q in ("load", "compute", "store") for c in ("dma", "dep", "full")]
+    assert sum(s[f] for f in others) == s["compute_stall_dma"] + s["store_stall_dep"]
+
+
+# ---------------------------------------------------------------------------- LOOP_GEMM
+def loop_gemm(M, K, N, tiles, dim, bw, lat, sp_rows=4096, acc_rows=4096):
+    b = ProgramBuilder(machine(dim=dim, sp_rows=sp_rows, acc_rows=acc_rows, bw=bw, lat=lat))
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K)).astype(F32)
+    w = rng.standard_normal((K, N)).astype(F32)
+    ra, rw, rc = b.region(a.nbytes), b.region(w.nbytes), b.region(M * N * 4)
+    tm, tk, tn = tiles
+    b.emit(Op.LOOP_GEMM, a_addr=ra, a_row_stride=K * 4, a_col_stride=4, b_addr=rw,
+           b_row_stride=N * 4, b_col_stride=4, c_addr=rc, c_row_stride=N * 4, c_col_stride=4,
+           M=M, K=K, N=N, tile_m=tm, tile_k=tk, tile_n=tn, sp_base=0, acc_base=0)
+    out, stats = run(b, [a, w, np.zeros((M, N), F32)])
+    np.testing.assert_allclose(out[-1], a @ w, rtol=1e-4, atol=1e-3)
+    return stats
+
+
+def test_loop_gemm_compute_bound_closed_form():
+    M, K, N, dim, tiles, bw, lat = 512, 256, 256, 16, (128, 4, 4), 256, 20
+    tm, tk, tn = tiles
+    s = loop_gemm(M, K, N, tiles, dim, bw, lat)
+    n_gemms = (M // tm) * (K // dim) * (N // dim)
+    # pipeline: the first step's loads, one unchained GEMM, the rest chained (m rows each),
+    # then the last tile's stores
+    first_load = tk * dma(tm * dim, bw, lat) + tn * dma(tk * dim * dim, bw, lat)
+    compute = (dim + tm + 2 * dim - 2) + (n_gemms - 1) * tm
+    stores = tn * dma(tm * dim, bw, lat)
+    expect = first_load + compute + stores
+    assert s["compute_busy"] >= n_gemms * tm
+    assert abs(s["cycles"] - expect) / expect < 0.02
+    util = s["macs"] / (s["cycles"] * dim * dim)
+    assert util > 0.9
+
+
+def test_loop_gemm_dram_bound_closed_form():
+    M, K, N, dim, tiles, bw, lat = 256, 256, 256, 16, (64, 4, 2), 8, 50
+    tm, tk, tn = tiles
+    s = loop_gemm(M, K, N, tiles, dim, bw, lat)
+    steps = (N // (tn * dim)) * (M // tm) * (K // (tk * dim))
+    loads = steps * (tk * dma(tm * dim, bw, lat) + tn * dma(tk * dim * dim, bw, lat))
+    last_compute = (dim + tm + 2 * dim - 2) + (tk * tn - 1) * tm
+    stores = tn * dma(tm * dim, bw, lat)
+    expect = loads + last_compute + stores  # loads back to back, then the last step's tail
+    assert s["load_busy"] == loads
+    assert abs(s["cycles"] - expect) / expect < 0.02
+    assert s["compute_stall_dma"] > 0.5 * s["cycles"]  # the array waits on DMA
+
+
+def _tiles_program(double: bool, tiles=8, m=32, dim=4, bw=32, lat=4):
+    """A tiles of m rows through one weight tile; A loads double or single buffered."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((tiles, m, dim)).astype(F32)
+    w = rng.standard_normal((dim, dim)).astype(F32)
+    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat))
+    ra, rw, ro = b.region(a.nbytes), b.region(w.nbytes), b.region(a.nbytes)
+    b.emit(Op.LOAD, dst_mem=Mem.SCRATCHPAD, dst_row=0, dram_addr=rw, rows=dim, cols=dim,
+           row_stride=dim * 4, col_stride=4)
+    nbuf = 2 if double else 1
+    for i in range(tiles):
+        buf = dim + (i % nbuf) * m
+        b.emit(Op.LOAD, wait=COMPUTE if i >= nbuf else 0, signal=COMPUTE, dst_mem=Mem.SCRATCHPAD,
+               dst_row=buf, dram_addr=ra + i * m * dim * 4, rows=m, cols=dim,
+               row_stride=dim * 4, col_stride=4)
+        b.emit(Op.GEMM, wait=LOAD, signal=(LOAD if i + nbuf < tiles else 0) |
+               (STORE if i == tiles - 1 else 0), a_row=buf, b_row=0, c_row=i * m, m=m, k=dim,
+               n=dim, accumulate=0)
+    b.emit(Op.STORE, wait=COMPUTE, src_mem=Mem.ACCUMULATOR, src_row=0, dram_addr=ro,
+           rows=tiles * m, cols=dim, row_stride=dim * 4, col_stride=4)
+    out, stats = run(b, [a, w, np.zeros_like(a)])
+    np.testing.assert_allclose(out[-1], a @ w, rtol=1e-5, atol=1e-5)
+    return stats, dict(load_a=dma(m * dim, bw, lat), gemm=dim + m + 2 * dim - 2,
+                       load_w=dma(dim * dim, bw, lat), store=dma(tiles * m * dim, bw, lat))
+
+
+def test_double_buffering_hides_dma_when_balanced():
+    tiles = 8
+    single, c = _tiles_program(False, tiles)
+    double, _ = _tiles_program(True, tiles)
+    chained = 32  # m + max(0, k - m_prev): back-to-back GEMMs
+    assert c["load_a"] == 20 and c["gemm"] == 42  # DMA and compute about balanced
+    # single buffer: every load waits for the previous GEMM (buffer full) and every GEMM for
+    # its load (DMA): nothing overlaps and no GEMM chains
+    assert single["cycles"] == c["load_w"] + tiles * (c["load_a"] + c["gemm"]) + c["store"]
+    assert single["load_stall_full"] > 0 and single["compute_stall_dma"] > 0
+    # double buffer: after the first load the GEMMs run back to back (and chain)
+    assert double["cycles"] == (c["load_w"] + c["load_a"] + c["gemm"] + (tiles - 1) * chained
+                                + c["store"])
+    assert double["cycles"] < 0.7 * single["cycles"]
+
+
+@pytest.mark.parametrize("target", ["nm/fp32-16x16", "nm/bf16-32x32"])
+def test_gemm_1024_utilization_at_least_90_percent(target):
+    import nm_tvm
+    from nm_tvm.models import gemm_model
+
+    compiled = nm_tvm.compile(gemm_model(1024, 1024, 1024), target=target)
+    x = np.random.default_rng(0).standard_normal((1024, 1024)).astype(F32)
+    compiled.run({"input": x})
+    assert compiled.stats.summary()["pe_utilization"] >= 0.9
