@@ -414,24 +414,9 @@ def _preprocess(name: str | None, kind: str, value, compiled) -> dict:
 
 # --------------------------------------------------------------------------- run / profile
 def _print_profile(console, compiled) -> None:
-    from rich.table import Table
+    from nm_tvm.profile_report import print_table
 
-    rows = compiled.stats.per_layer_rows()
-    table = Table(title="Per layer (one inference)")
-    if rows:
-        for col in rows[0]:
-            table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
-    for row in rows:
-        table.add_row(*[f"{v:.1%}" if k == "pe_utilization" else
-                        f"{v:.3f}" if isinstance(v, float) else
-                        f"{v:,}" if isinstance(v, int) else str(v) for k, v in row.items()])
-    console.print(table)
-    s = compiled.stats.summary()
-    console.print(f"total: {s['cycles']:,} cycles ({s['latency_ms']:.4f} ms @ "
-                  f"{compiled.hw.clock_mhz:g} MHz), {s['macs']:,} MACs, PE utilization "
-                  f"{s['pe_utilization']:.1%}, DRAM {s['dram_bytes']:,} B, "
-                  f"energy {s['energy_uj']:.2f} uJ")
-    console.print(f"[dim]energy table: {s['energy_source']}[/]")
+    print_table(console, compiled.stats)
     console.print(_host_note(compiled))
 
 
@@ -502,15 +487,18 @@ def cmd_profile(args, console, err_console) -> int:
         compiled, _proto, preprocess, _name = _compile(args, err_console, args.model)
     inputs = _read_inputs(args, compiled, preprocess)
     _run_model(compiled, inputs, err_console)
-    if args.csv:
-        import csv
+    from nm_tvm import profile_report
 
-        rows = compiled.stats.per_layer_rows()
-        with open(args.csv, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["layer"])
-            writer.writeheader()
-            writer.writerows(rows)
+    if args.csv:
+        profile_report.write_csv(compiled.stats, args.csv)
         console.print(f"wrote {args.csv}")
+    if args.json:
+        profile_report.write_json(compiled.stats, args.json)
+        console.print(f"wrote {args.json}")
+    if args.plots:
+        paths = profile_report.write_plots(compiled.stats, args.plots,
+                                           title=Path(args.model).stem)
+        console.print(f"wrote {', '.join(str(p) for p in paths)}")
     _print_profile(console, compiled)
     return EXIT_OK
 
@@ -632,7 +620,8 @@ inputs: .npz (one array per input name), .npy (single-input models), PNG/JPEG im
 exit code 1 when any output (or, with --per-layer, any layer) is over the tolerance.""",
     "profile": """examples:
   nm-tvmc profile model.onnx --target nm/bf16-32x32
-  nm-tvmc profile model.tar --inputs in.npz --csv layers.csv""",
+  nm-tvmc profile model.tar --inputs in.npz --csv layers.csv
+  nm-tvmc profile model.onnx --json report.json --plots plots/""",
     "targets": """examples:
   nm-tvmc targets
   nm-tvmc targets --json""",
@@ -720,7 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("profile", "print the per-layer report (cycles, MACs, utilization, energy)")
     _add_compile_options(p, with_output=False)
     p.set_defaults(func=cmd_profile)
-    p.add_argument("--csv", help="also write the per-layer rows to this CSV file")
+    p.add_argument("--csv", help="also write the per-layer rows (and a total row) to this CSV")
+    p.add_argument("--json", help="also write the full report (counters, energy) as JSON")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write cycles.png, energy.png and roofline.png to this folder")
     _add_input_options(p)
 
     p = add("targets", "list the target presets and their parameters")

@@ -4,9 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nm_tvm.target.hardware import HardwareConfig
-from nm_tvm.target.isa import STAT_FIELDS
+from nm_tvm.target.isa import STAT_FIELDS, STALL_CAUSES
 
 COUNTERS = [f for f in STAT_FIELDS if f != "layer_id"]
+ENGINES = ("load", "compute", "store")
+
+
+def stalls(counters: dict) -> dict:
+    """Stall cycles by cause summed over the engines (docs/ISA.md, "Stalls"), and the compute
+    engine's own stall and idle cycles."""
+    out = {f"stall_{c}": sum(counters[f"{q}_stall_{c}"] for q in ENGINES) for c in STALL_CAUSES}
+    compute_stall = sum(counters[f"compute_stall_{c}"] for c in STALL_CAUSES)
+    out["compute_stall"] = compute_stall
+    out["compute_idle"] = max(0, counters["cycles"] - counters["compute_busy"] - compute_stall)
+    return out
 # Layer kinds that only exist because Linearize rewrote nonlinear operators (PWL maps, the
 # reductions and vector steps of softmax / normalisation); residual adds are not counted.
 LINEARIZED_KINDS = ("pwl", "max", "sum", "subtract", "multiply", "minimum", "maximum")
@@ -83,6 +94,7 @@ class RunStats:
             peak = c["cycles"] * self.hw.dim * self.hw.dim
             rows.append({
                 "layer": layer.name, "kind": layer.kind, "cycles": c["cycles"],
+                **{k: v for k, v in stalls(c).items() if k.startswith("stall_")},
                 "macs": c["macs"], "pe_utilization": c["macs"] / peak if peak else 0.0,
                 "dram_bytes": c["dram_read_bytes"] + c["dram_write_bytes"],
                 "sp_bytes": c["sp_read_bytes"] + c["sp_write_bytes"],
@@ -100,12 +112,20 @@ class RunStats:
 
     def summary(self) -> dict:
         t = self.totals
-        energy = sum(self.energy.values())
+        energy = sum(self.energy.values())  # pJ per inference
+        latency = self.latency_s
         return {
-            "target": self.hw.name, "cycles": t["cycles"], "latency_ms": self.latency_s * 1e3,
+            "target": self.hw.name, "cycles": t["cycles"], "latency_ms": latency * 1e3,
             "macs": t["macs"],
             "pe_utilization": t["macs"] / (t["cycles"] * self.hw.dim ** 2) if t["cycles"] else 0.0,
+            **stalls(t),
             "dram_bytes": t["dram_read_bytes"] + t["dram_write_bytes"],
-            "energy_uj": energy * 1e-6, "energy_source": self.hw.energy_source,
+            "sp_bytes": t["sp_read_bytes"] + t["sp_write_bytes"],
+            "acc_bytes": t["acc_read_bytes"] + t["acc_write_bytes"],
+            "energy_uj": energy * 1e-6,
+            "average_power_mw": energy * 1e-9 / latency if latency else 0.0,
+            "inferences_per_s": 1.0 / latency if latency else 0.0,
+            "inferences_per_j": 1e12 / energy if energy else 0.0,
+            "energy_source": self.hw.energy_source,
             "linearized_cycle_share": self.linearized_cycle_share,
         }

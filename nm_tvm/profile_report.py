@@ -1,0 +1,172 @@
+"""Profiling reports of one simulated inference: CSV, JSON, a terminal table and PNG plots.
+
+Rows come from :meth:`nm_tvm.report.RunStats.per_layer_rows` (one per accelerator layer, in run
+order) plus a total row; every output states the energy table's source. Plots (matplotlib, Agg):
+per-layer cycle breakdown (compute busy, stalls by cause, idle), per-layer energy breakdown by
+component, and a roofline of the layers against the target's peak compute (2 * DIM^2 FLOP per
+cycle) and DRAM bandwidth (bytes per cycle).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from nm_tvm.report import RunStats, energy_pj, stalls
+
+
+def total_row(stats: RunStats) -> dict:
+    s = stats.summary()
+    return {"layer": "TOTAL", "kind": "", "cycles": s["cycles"],
+            "stall_dma": s["stall_dma"], "stall_dep": s["stall_dep"], "stall_full": s["stall_full"],
+            "macs": s["macs"], "pe_utilization": s["pe_utilization"],
+            "dram_bytes": s["dram_bytes"], "sp_bytes": s["sp_bytes"], "acc_bytes": s["acc_bytes"],
+            "energy_uj": s["energy_uj"]}
+
+
+def rows_with_total(stats: RunStats) -> list[dict]:
+    return stats.per_layer_rows() + [total_row(stats)]
+
+
+def write_csv(stats: RunStats, path: str | Path) -> None:
+    rows = rows_with_total(stats)
+    with open(path, "w", newline="") as fh:
+        fh.write(f"# target {stats.hw.name}; energy table: {stats.hw.energy_source}\n")
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def to_json(stats: RunStats) -> dict:
+    layers = []
+    for layer, row in zip(stats.layers, stats.per_layer_rows()):
+        layers.append({**row, "id": layer.id, "counters": layer.counters,
+                       "energy_pj": energy_pj(layer.counters, stats.hw)})
+    return {"target": stats.hw.summary(), "energy_source": stats.hw.energy_source,
+            "energy_table": stats.hw.energy, "summary": stats.summary(),
+            "energy_pj": stats.energy, "totals": stats.totals, "layers": layers}
+
+
+def write_json(stats: RunStats, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_json(stats), indent=2))
+
+
+def _fmt(key: str, value) -> str:
+    if key == "pe_utilization":
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(console, stats: RunStats, title: str = "Per layer (one inference)") -> None:
+    from rich.table import Table
+
+    rows = rows_with_total(stats)
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+    for i, row in enumerate(rows):
+        table.add_row(*[_fmt(k, v) for k, v in row.items()], end_section=i == len(rows) - 2)
+    console.print(table)
+    s = stats.summary()
+    console.print(
+        f"total: {s['cycles']:,} cycles ({s['latency_ms']:.4f} ms @ {stats.hw.clock_mhz:g} MHz), "
+        f"{s['macs']:,} MACs, PE utilization {s['pe_utilization']:.1%}; stalls: DMA "
+        f"{s['stall_dma']:,}, dependency {s['stall_dep']:,}, buffer full {s['stall_full']:,} "
+        f"cycles; energy {s['energy_uj']:.2f} uJ, average power {s['average_power_mw']:.1f} mW, "
+        f"{s['inferences_per_s']:,.1f} inferences/s, {s['inferences_per_j']:,.1f} inferences/J; "
+        f"linearized operators {s['linearized_cycle_share']:.1%} of cycles")
+    console.print(f"[dim]energy table: {s['energy_source']}[/]")
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[Path]:
+    """cycles.png, energy.png, roofline.png in out_dir; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hw = stats.hw
+    names = [_short(layer.name) for layer in stats.layers]
+    x = np.arange(len(names))
+    width = max(8.0, 0.22 * len(names) + 3)
+    note = f"{hw.name}; energy table: {hw.energy_source}"
+    paths = []
+
+    # cycles: compute busy + stalls of the compute engine by cause + idle
+    parts = {"compute busy": [], "stall: DMA": [], "stall: dependency": [],
+             "stall: buffer full": [], "compute idle": []}
+    for layer in stats.layers:
+        c = layer.counters
+        parts["compute busy"].append(c["compute_busy"])
+        parts["stall: DMA"].append(c["compute_stall_dma"])
+        parts["stall: dependency"].append(c["compute_stall_dep"])
+        parts["stall: buffer full"].append(c["compute_stall_full"])
+        parts["compute idle"].append(stalls(c)["compute_idle"])
+    fig, ax = plt.subplots(figsize=(width, 5))
+    bottom = np.zeros(len(names))
+    for label, values in parts.items():
+        ax.bar(x, values, bottom=bottom, label=label)
+        bottom += np.asarray(values, dtype=float)
+    ax.set_xticks(x, names, rotation=90, fontsize=6)
+    ax.set_ylabel("cycles (compute engine view)")
+    ax.set_title(f"{title} per-layer cycles ({hw.name})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "cycles.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # energy by component
+    comps = list(stats.energy)
+    fig, ax = plt.subplots(figsize=(width, 5))
+    bottom = np.zeros(len(names))
+    for comp in comps:
+        values = np.array([energy_pj(layer.counters, hw)[comp] * 1e-6 for layer in stats.layers])
+        ax.bar(x, values, bottom=bottom, label=comp)
+        bottom += values
+    ax.set_xticks(x, names, rotation=90, fontsize=6)
+    ax.set_ylabel("energy (uJ)")
+    ax.set_title(f"{title} per-layer energy")
+    ax.legend(fontsize=7)
+    fig.text(0.01, 0.005, note, fontsize=5)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    paths.append(out / "energy.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # roofline: FLOP/cycle against FLOP per DRAM byte
+    peak = 2.0 * hw.dim * hw.dim
+    bw = float(hw.dram_bw)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pts = [(2 * layer.counters["macs"] / max(1, layer.counters["dram_read_bytes"]
+                                            + layer.counters["dram_write_bytes"]),
+            2 * layer.counters["macs"] / max(1, layer.counters["cycles"]), layer)
+           for layer in stats.layers if layer.counters["macs"] > 0]
+    lo = min([p[0] for p in pts] + [peak / bw / 10]) / 2
+    hi = max([p[0] for p in pts] + [peak / bw * 10]) * 2
+    oi = np.logspace(np.log10(lo), np.log10(hi), 200)
+    ax.loglog(oi, np.minimum(peak, bw * oi), "k-", label=f"roof: {peak:g} FLOP/cycle, {bw:g} B/cycle")
+    if pts:
+        sizes = np.array([p[2].counters["cycles"] for p in pts], dtype=float)
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts],
+                   s=10 + 200 * sizes / sizes.max(), alpha=0.6, label="layers (size ~ cycles)")
+    ax.set_xlabel("operational intensity (FLOP per DRAM byte)")
+    ax.set_ylabel("attained FLOP per cycle")
+    ax.set_title(f"{title} roofline ({hw.name})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "roofline.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
