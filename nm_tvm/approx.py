@@ -29,6 +29,43 @@ def table_rows(tables: list[dict]) -> list[dict]:
              "fitted_mean_abs_err": t["mean_abs_err"]} for t in tables]
 
 
+def measured_rows(model, samples: list[dict], target=None, input_shapes: dict | None = None,
+                  config=None) -> list[dict]:
+    """Each fitted table's error measured in the model: the inputs it really receives on
+    ``samples`` (the calibration probe build, exact functions on the host) pushed through the
+    table and through the exact function. ``config`` must be the LinearizeConfig the model was
+    (or will be) compiled with, so the tables are the same."""
+    import json
+
+    from nm_tvm.host_kernels import exact_function
+    from nm_tvm.runtime import compile as nm_compile
+
+    probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
+                       strict=False, probe=True)
+    meta = json.loads(str(probe.offloaded_module.attrs["nm.probes"]))
+    ids, first = meta["ids"], meta["n_outputs"]
+    seen: dict[str, list] = {inst: [] for inst in ids}
+    for sample in samples:
+        outputs = probe.run(sample)
+        for inst, value in zip(ids, outputs[first:]):
+            seen[inst].append(np.asarray(value, np.float32).ravel())
+    by_id = {t["id"]: t for t in probe.pwl_tables}
+    rows = []
+    for inst, parts in seen.items():
+        x = np.concatenate(parts)
+        table = PWLTable.from_array(np.asarray(by_id[inst]["table"], np.float32))
+        with np.errstate(all="ignore"):
+            err = np.abs(table(x).astype(np.float64) - exact_function(inst)(x.astype(np.float64)))
+        err = err[np.isfinite(err)]
+        inside = (x >= by_id[inst]["lo"]) & (x <= by_id[inst]["hi"])
+        rows.append({"table": inst, "function": by_id[inst]["key"], "inputs": int(x.size),
+                     "share_in_range": float(inside.mean()) if x.size else 1.0,
+                     "fitted_max_err": by_id[inst]["max_err"],
+                     "measured_max_err": float(err.max()) if err.size else 0.0,
+                     "measured_mean_abs_err": float(err.mean()) if err.size else 0.0})
+    return rows
+
+
 def plot_tables(tables: list[dict], out_dir) -> list[Path]:
     """One PNG per fitted table: f and its PWL (top), PWL - f (bottom)."""
     import matplotlib
@@ -86,10 +123,11 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
         if op_type == "Softmax":
             return (length + 1) * _eps(tables, "exp") + _eps(tables, "reciprocal") + slack
         return length * _eps(tables, "exp") + _eps(tables, "log") + slack
-    if op_type == "LayerNormalization":
+    if op_type in ("LayerNormalization", "RMSNormalization"):
         axis = attrs.get("axis", -1) % max(1, x.ndim)
         axes = tuple(range(axis, x.ndim))
-        d = np.abs(x - x.mean(axis=axes, keepdims=True)).max()
+        centred = x - x.mean(axis=axes, keepdims=True) if op_type == "LayerNormalization" else x
+        d = np.abs(centred).max()
         gamma = np.abs(inputs[1]).max() if len(inputs) > 1 else 1.0
         return float(d * gamma) * _eps(tables, "rsqrt") + slack
     if op_type == "Div":

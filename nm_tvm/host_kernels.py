@@ -20,6 +20,11 @@ def register_exact(instance: str, f) -> None:
     _EXACT[instance] = f
 
 
+def exact_function(instance: str):
+    """The exact function behind table ``instance`` (registered by a probe build)."""
+    return _EXACT[instance]
+
+
 @tvm.register_global_func(EXACT_FUNC, override=True)
 def _exact_map(x, instance, out):
     f = _EXACT.get(str(instance))

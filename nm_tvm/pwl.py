@@ -261,10 +261,17 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
     table = PWLTable(np.array([r[0] for r in rows], np.float32),
                      np.array([r[1] for r in rows], np.float32),
                      np.array([r[2] for r in rows], np.float32), name, lo, hi, max_err, mean_err)
-    # Measure what the accelerator computes (fp32 table), not the float64 fit.
-    fx = table(x.astype(np.float32)).astype(np.float64)
-    table.max_err = float(np.max(np.abs(fx - y)))
-    table.mean_abs_err = float(np.average(np.abs(fx - y), weights=w))
+    # Measure what the accelerator computes (fp32 table), not the float64 fit; the max also
+    # on a dense sampling of every segment, where the extremum of a smooth f lies.
+    xs = x.astype(np.float32)
+    fx = table(xs).astype(np.float64)
+    y32 = f(xs.astype(np.float64))
+    table.mean_abs_err = float(np.average(np.abs(fx - y32), weights=w))
+    dense = np.unique(np.concatenate(
+        [np.linspace(a, b, 65) for a, b in zip(edges[:-1], edges[1:])]).astype(np.float32))
+    with np.errstate(all="ignore"):
+        dense_err = np.abs(table(dense).astype(np.float64) - f(dense.astype(np.float64)))
+    table.max_err = float(max(np.max(np.abs(fx - y32)), np.nanmax(dense_err)))
     return table
 
 

@@ -60,6 +60,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Neg": OpSupport(EXACT, "exact PWL"),
     "Clip": OpSupport(EXACT, "constant min/max: exact 3-segment PWL"),
     "LeakyRelu": OpSupport(EXACT, "exact 2-segment PWL"),
+    "PRelu": OpSupport(EXACT, "relu(x) + alpha * (x - relu(x)), alpha broadcast by DMA"),
+    "RMSNormalization": OpSupport(APPROX, "trailing axes: mean of squares as a GEMM, PWL "
+                                          "rsqrt(v+eps)"),
     "HardSigmoid": OpSupport(EXACT, "exact 3-segment PWL"),
     "Sigmoid": OpSupport(APPROX, "PWL"),
     "Tanh": OpSupport(APPROX, "PWL"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_scale_shift import FoldScaleShift
 from .simplify_batch_norm import SimplifyBatchNorm
 
@@ -17,6 +18,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
             SimplifyBatchNorm(),
+            DecomposeRMSNorm(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),
             FoldScaleShift(),

@@ -4,9 +4,11 @@ Two rewrites, in order:
 
 1. **Decompose** operators that need reductions into GEMM-friendly pieces with known input
    ranges: softmax = max-subtract, PWL exp on [-16, 0], row sum (a GEMM with a ones column),
-   PWL reciprocal on [1, L], scale; log-softmax likewise with PWL log; layer norm and RMS norm
-   = mean (GEMM), centre, square, mean, PWL ``rsqrt(v + eps)``, scale and shift; division by a
-   tensor = multiply by its PWL reciprocal; integer powers = repeated multiplies.
+   PWL reciprocal on [1, L], scale; log-softmax likewise with PWL log; layer norm = mean
+   (GEMM), centre, square, mean, PWL ``rsqrt(v + eps)``, scale and shift (RMS norm arrives
+   decomposed by passes/decompose_rms_norm.py); division by a
+   tensor = multiply by its PWL reciprocal; integer powers = repeated multiplies; PRelu =
+   relu(x) + alpha * (x - relu(x)); reductions over other axes = transpose, then reduce.
 2. **Fuse scalar functions**: every maximal chain of elementwise ops with one tensor operand
    (and scalar constants) is one function of its root tensor, replaced by one ``nm.pwl_map``
    call with a fitted table -- or an exact table when the chain is piecewise linear (Clip,
@@ -159,15 +161,15 @@ class _Decompose(relax.PyExprMutator):
         if name in ("relax.nn.softmax", "relax.nn.log_softmax") and "softmax" not in disabled:
             return self._softmax(call, log=name.endswith("log_softmax"))
         if name == "relax.nn.layer_norm" and "layer_norm" not in disabled:
-            return self._norm(call, center=True)
-        if name == "relax.nn.rms_norm" and "rms_norm" not in disabled:
-            return self._norm(call, center=False)
+            return self._norm(call)
         if name == "relax.divide" and sf.scalar_constant(call.args[0]) is None \
                 and not isinstance(call.args[1], tvm.ir.Constant) and "reciprocal" not in disabled:
             recip = self._reciprocal(call.args[1], POSITIVE_RANGE)
             return relax.op.multiply(call.args[0], recip)
         if name in ("relax.max", "relax.mean", "relax.sum"):
             return self._reduce_trailing(call)
+        if name == "relax.nn.prelu":
+            return self._prelu(call)
         if name == "relax.power":
             exponent = sf.scalar_constant(call.args[1])
             if exponent in (2.0, 3.0, 4.0):
@@ -176,6 +178,17 @@ class _Decompose(relax.PyExprMutator):
                     y = self._emit(relax.op.multiply(y, x))
                 return y
         return call
+
+    def _prelu(self, call):
+        """prelu(x) = relu(x) + alpha * (x - relu(x)): exact PWL, subtract, multiply, add."""
+        x, alpha = call.args
+        rank = len(x.ty.shape)
+        shape = [1] * rank
+        shape[int(call.attrs.axis) % rank] = _shape(alpha)[0] if len(alpha.ty.shape) else 1
+        alpha = self._emit(relax.op.reshape(alpha, shape))
+        pos = self._emit(relax.op.nn.relu(x))
+        neg = self._emit(relax.op.subtract(x, pos))
+        return relax.op.add(pos, self._emit(relax.op.multiply(neg, alpha)))
 
     def _reduce_trailing(self, call):
         """Reductions run over trailing axes on the accelerator: move other axes last with a
@@ -216,21 +229,19 @@ class _Decompose(relax.PyExprMutator):
         r = self._reciprocal(s, (1.0, max(2.0, float(length))))
         return relax.op.multiply(e, r)
 
-    def _norm(self, call, center: bool):
+    def _norm(self, call):
         x, gamma = call.args[0], call.args[1]
         axes = [int(a) for a in call.attrs.axes]
         eps = float(call.attrs.epsilon)
-        d = x
-        if center:
-            mu = self._emit(relax.op.mean(x, axis=axes, keepdims=True))
-            d = self._emit(relax.op.subtract(x, mu))
+        mu = self._emit(relax.op.mean(x, axis=axes, keepdims=True))
+        d = self._emit(relax.op.subtract(x, mu))
         v = self._emit(relax.op.mean(self._emit(relax.op.multiply(d, d)), axis=axes, keepdims=True))
         table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE,
                                    root=v)
         r = self._emit(self.tables.call(v, table))
         y = self._emit(relax.op.multiply(d, r))
         y = self._emit(relax.op.multiply(y, gamma))
-        if center and len(call.args) > 2:
+        if len(call.args) > 2:
             y = relax.op.add(y, call.args[2])
         return y
 

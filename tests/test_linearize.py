@@ -16,11 +16,11 @@ from nm_tvm import conformance
 
 OPS = ["Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "HardSigmoid", "HardSwish",
        "Softplus", "Mish", "Elu", "LeakyRelu", "Gelu", "Softmax", "LogSoftmax",
-       "LayerNormalization", "Clip", "Abs", "Neg", "Sub", "Div", "Pow", "ReduceMax",
+       "LayerNormalization", "RMSNormalization", "PRelu", "Clip", "Abs", "Neg", "Sub", "Div", "Pow", "ReduceMax",
        "ReduceSum", "ReduceMean"]
 MODULES = ["sigmoid", "tanh", "erf", "exp", "log", "sqrt", "reciprocal", "hardsigmoid",
            "hardswish", "softplus", "mish", "elu", "leakyrelu", "gelu", "softmax", "logsoftmax",
-           "layernormalization", "clip", "abs", "neg", "sub", "div", "pow", "reducemax",
+           "layernormalization", "rmsnormalization", "prelu", "clip", "abs", "neg", "sub", "div", "pow", "reducemax",
            "reducesum", "reducemean"]
 CASES = sorted((c for c in conformance._quiet_collect(MODULES) if conformance.case_op(c) in OPS),
                key=lambda c: c.name)
@@ -40,3 +40,28 @@ def test_every_operator_has_passing_cases():
     """Runs after the cases above: no operator may be covered by skips alone."""
     missing = [op for op, n in _passed.items() if n == 0]
     assert not missing, f"no passing node case for {missing}"
+
+
+def test_approx_report_measures_tables_in_the_model(tmp_path):
+    """Fitted vs measured error per table on real inputs, and a PNG per fitted table."""
+    import numpy as np
+
+    import nm_tvm
+    from nm_tvm import approx, frontend
+    from nm_tvm.models import zoo
+
+    proto = zoo.bert_tiny()
+    imported = frontend.import_model(proto)
+    samples = [frontend.random_inputs(imported, seed) for seed in range(2)]
+    compiled = nm_tvm.compile(proto)
+    rows = approx.measured_rows(proto, samples)
+    fitted = approx.fitted(compiled.pwl_tables)
+    assert {r["table"] for r in rows} == {t["id"] for t in fitted}
+    for row in rows:
+        assert row["inputs"] > 0
+        if row["share_in_range"] == 1.0:  # inside its range a table keeps its fitted bound
+            assert row["measured_max_err"] <= row["fitted_max_err"] * 1.01 + 1e-7
+    paths = approx.plot_tables(compiled.pwl_tables, tmp_path)
+    assert len(paths) == len(fitted) and all(p.stat().st_size > 1000 for p in paths)
+    assert {"gelu", "exp", "reciprocal", "rsqrt"} & {r["function"] for r in rows}
+    assert np.isfinite([r["measured_mean_abs_err"] for r in rows]).all()
