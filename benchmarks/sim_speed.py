@@ -1,8 +1,9 @@
 """Simulator speed: host wall time of the simulated run vs ONNX Runtime, same run, same host.
 
-Prints, for the bundled small CNN and one 1024x1024x1024 GEMM: ORT wall time, simulator wall
-time (the compiled TVM executable calling the C++ simulator), their ratio, and simulated MACs
-per host second. Usage: python benchmarks/sim_speed.py [--repeat N] [--target nm/...]
+Prints, for the bundled small CNN, one 1024x1024x1024 GEMM and BERT-base (seq 128, random
+weights, models.zoo.bert_base): ORT wall time, simulator wall time (the compiled TVM executable
+calling the C++ simulator), their ratio, and simulated MACs per host second, all measured in
+this run. Usage: python benchmarks/sim_speed.py [--repeat N] [--target nm/...] [--no-bert]
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 import nm_tvm
-from nm_tvm.models import gemm_model, small_cnn
+from nm_tvm.models import bert_base, gemm_model, small_cnn
 
 
 def _best_time(fn, repeat: int) -> float:
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--target", default=nm_tvm.DEFAULT_TARGET)
+    parser.add_argument("--no-bert", action="store_true", help="skip BERT-base (compile ~1 min)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     cases = [
@@ -50,6 +52,9 @@ def main() -> None:
         ("GEMM 1024^3", gemm_model(1024, 1024, 1024),
          {"input": rng.standard_normal((1024, 1024)).astype(np.float32)}),
     ]
+    if not args.no_bert:
+        cases.append(("BERT-base seq 128", bert_base(seq=128),
+                      {"embeddings": rng.standard_normal((1, 128, 768)).astype(np.float32)}))
     table = Table(title=f"Simulator speed on this host ({args.target}, best of {args.repeat})")
     for col in ("model", "ONNX Runtime", "simulator", "sim / ORT", "simulated MACs",
                 "simulated MACs per host s", "simulated cycles"):
