@@ -35,24 +35,13 @@ def measured_rows(model, samples: list[dict], target=None, input_shapes: dict | 
     ``samples`` (the calibration probe build, exact functions on the host) pushed through the
     table and through the exact function. ``config`` must be the LinearizeConfig the model was
     (or will be) compiled with, so the tables are the same."""
-    import json
-
+    from nm_tvm.calibrate import probe_table_inputs
     from nm_tvm.host_kernels import exact_function
-    from nm_tvm.runtime import compile as nm_compile
 
-    probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
-                       strict=False, probe=True)
-    meta = json.loads(str(probe.offloaded_module.attrs["nm.probes"]))
-    ids, first = meta["ids"], meta["n_outputs"]
-    seen: dict[str, list] = {inst: [] for inst in ids}
-    for sample in samples:
-        outputs = probe.run(sample)
-        for inst, value in zip(ids, outputs[first:]):
-            seen[inst].append(np.asarray(value, np.float32).ravel())
+    probe, seen = probe_table_inputs(model, samples, target, input_shapes, config)
     by_id = {t["id"]: t for t in probe.pwl_tables}
     rows = []
-    for inst, parts in seen.items():
-        x = np.concatenate(parts)
+    for inst, x in seen.items():
         table = PWLTable.from_array(np.asarray(by_id[inst]["table"], np.float32))
         with np.errstate(all="ignore"):
             err = np.abs(table(x).astype(np.float64) - exact_function(inst)(x.astype(np.float64)))

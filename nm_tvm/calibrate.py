@@ -28,20 +28,14 @@ def _widen(lo: float, hi: float) -> tuple[float, float]:
     return new_lo, new_hi
 
 
-def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
-              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
-    """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
+def probe_table_inputs(model, samples: list[dict], target=None,
+                       input_shapes: dict | None = None, config: LinearizeConfig | None = None):
+    """(probe build, {table id: every value its input took on ``samples``}).
 
-    The model is compiled once with every fitted table's input exposed as an extra output and
-    the fitted functions evaluated exactly on the host (so no range depends on another table's
-    error); each sample runs; each table's observed [min, max] becomes its range. Exact
-    (piecewise-linear) tables need no calibration.
-    """
+    The probe build returns each fitted table's input as an extra output and evaluates the
+    fitted functions exactly on the host, so what it observes does not depend on any table."""
     from nm_tvm.runtime import compile as nm_compile
 
-    if not samples:
-        raise ValueError("calibrate() needs at least one sample input dict")
-    config = config or LinearizeConfig()
     probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
                        strict=False, probe=True)
     meta = json.loads(str(probe.offloaded_module.attrs["nm.probes"]))
@@ -51,10 +45,25 @@ def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None
         outputs = probe.run(sample)
         for inst, value in zip(ids, outputs[first:]):
             seen[inst].append(np.asarray(value, np.float32).ravel())
+    return probe, {inst: np.concatenate(parts) for inst, parts in seen.items()}
+
+
+def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
+              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
+    """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
+
+    The model is compiled once with every fitted table's input exposed as an extra output and
+    the fitted functions evaluated exactly on the host (so no range depends on another table's
+    error); each sample runs; each table's observed [min, max] becomes its range. Exact
+    (piecewise-linear) tables need no calibration.
+    """
+    if not samples:
+        raise ValueError("calibrate() needs at least one sample input dict")
+    config = config or LinearizeConfig()
+    _, seen = probe_table_inputs(model, samples, target, input_shapes, config)
     rng = np.random.default_rng(seed)
     ranges, kept = dict(config.ranges), dict(config.samples)
-    for inst, parts in seen.items():
-        values = np.concatenate(parts)
+    for inst, values in seen.items():
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue

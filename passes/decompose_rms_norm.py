@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_op, wildcard
+
+from ._rewrite import rewrite_functions
 
 
 def _rule():
@@ -27,8 +29,4 @@ def _rule():
 @tvm.transform.module_pass(opt_level=0, name="nm.DecomposeRMSNorm")
 class DecomposeRMSNorm:
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        pattern, rewrite = _rule()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gv] = rewrite_call(pattern, rewrite, func)
-        return mod
+        return rewrite_functions(mod, *_rule())

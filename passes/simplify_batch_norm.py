@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, wildcard
+
+from ._rewrite import rewrite_functions
 
 
 def _rule():
@@ -40,8 +42,4 @@ class SimplifyBatchNorm:
     """``batch_norm(x, γ, β, μ, σ²)[0]`` -> ``x * s + t`` with ``s, t`` computed in numpy."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        pattern, rewrite = _rule()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gv] = rewrite_call(pattern, rewrite, func)
-        return mod
+        return rewrite_functions(mod, *_rule())
