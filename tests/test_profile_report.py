@@ -39,7 +39,6 @@ def test_csv_json_plots(stats, tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["energy_source"] == stats.hw.energy_source
     assert len(data["layers"]) == len(stats.layers)
-    pytest.importorskip("matplotlib")
     paths = profile_report.write_plots(stats, tmp_path / "plots")
     assert [p.name for p in paths] == ["cycles.png", "energy.png", "roofline.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
