@@ -166,11 +166,9 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
         return cg.mean_program(hw, layer_id, _shape(a.args[0]), _axes(a),
                                bool(a.attrs.keepdims), average=False)
     if op == "relax.concat":
-        fields = list(a.args[0].fields)
-        for i, f in enumerate(fields):
-            if comp.param_index(f) != i:
-                raise cg.CodegenError(f"{comp.name}: concat operands out of parameter order")
-        return cg.concat_program(hw, layer_id, [_shape(f) for f in fields], int(a.attrs.axis))
+        operands = [(_const_value(f) if _is_const(f) else cg.Param(comp.param_index(f)), _shape(f))
+                    for f in a.args[0].fields]
+        return cg.concat_program(hw, layer_id, operands, int(a.attrs.axis))
     if op == "relax.strided_slice":
         shape = _shape(a.args[0])
         begin, end, step = [0] * len(shape), list(shape), [1] * len(shape)

@@ -693,16 +693,18 @@ def _broadcast_strides(shape, out_shape) -> list[int]:
     return [0 if d == 1 and o != 1 else st for d, o, st in zip(shape, out_shape, dense)]
 
 
-def concat_program(hw: HardwareConfig, layer_id: int, shapes, axis: int) -> AcceleratorCall:
-    """Concatenation as DMA: each input is copied into its slab of the output."""
-    shapes = [tuple(int(v) for v in sh) for sh in shapes]
+def concat_program(hw: HardwareConfig, layer_id: int, operands: list, axis: int) -> AcceleratorCall:
+    """Concatenation as DMA: each input (a tensor :class:`Param` or a constant array, with its
+    shape) is copied into its slab of the output."""
+    shapes = [tuple(int(v) for v in sh) for _, sh in operands]
     rank = len(shapes[0])
     axis %= rank
     out_shape = list(shapes[0])
     out_shape[axis] = sum(sh[axis] for sh in shapes)
     out_shape = tuple(out_shape)
     layer = _Layer(hw, layer_id)
-    srcs = [layer.input(Param(i), _nbytes(sh)) for i, sh in enumerate(shapes)]
+    srcs = [layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
+            for value, sh in operands]
     out = layer.output(out_shape)
     out_strides = _dense_strides(out_shape)
     copies, offset = [], 0
