@@ -97,7 +97,7 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     """Max |simulated - exact| allowed for one ONNX operator, from its tables' fitted errors.
 
     Unary functions: the table error (times max |x| where the chain ends in ``x * T(x)``:
-    HardSwish, Mish, GELU's erf decomposition). Softmax over L elements: ``(L + 1) * e_exp +
+    HardSwish, Mish, Softsign = x * recip(1 + |x|), GELU's erf decomposition). Softmax over L elements: ``(L + 1) * e_exp +
     e_recip`` (the sum of L approximated exponentials feeds the reciprocal; all values <= 1
     because max-subtraction makes the largest exponent 0). LogSoftmax: ``L * e_exp + e_log``.
     LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt``. Division by a tensor:
@@ -121,5 +121,7 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
         return float(d * gamma) * _eps(tables, "rsqrt") + slack
     if op_type == "Div":
         return float(np.abs(x).max()) * _eps(tables, "reciprocal") + slack
-    gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish") else 1.0
+    # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
+    gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish", "Softsign") \
+        else 1.0
     return gain * _eps(tables) + slack

@@ -78,6 +78,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "HardSwish": OpSupport(APPROX, "one PWL of the whole x*clip(x+3,0,6)/6 function"),
     "Softplus": OpSupport(APPROX, "one PWL"),
     "Mish": OpSupport(APPROX, "one PWL"),
+    "Softsign": OpSupport(APPROX, "one PWL of x / (1 + |x|)"),
     "Elu": OpSupport(APPROX, "one PWL"),
     "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
     "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),

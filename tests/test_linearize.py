@@ -15,11 +15,12 @@ import pytest
 from nm_tvm import conformance
 
 OPS = ["Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "HardSigmoid", "HardSwish",
-       "Softplus", "Mish", "Elu", "LeakyRelu", "Gelu", "Softmax", "LogSoftmax",
+       "Softplus", "Mish", "Softsign", "Elu", "LeakyRelu", "Gelu", "Softmax", "LogSoftmax",
        "LayerNormalization", "RMSNormalization", "PRelu", "Clip", "Abs", "Neg", "Sub", "Div", "Pow", "ReduceMax",
        "ReduceSum", "ReduceMean"]
 MODULES = ["sigmoid", "tanh", "erf", "exp", "log", "sqrt", "reciprocal", "hardsigmoid",
-           "hardswish", "softplus", "mish", "elu", "leakyrelu", "gelu", "softmax", "logsoftmax",
+           "hardswish", "softplus", "mish", "softsign", "elu", "leakyrelu", "gelu", "softmax",
+           "logsoftmax",
            "layernormalization", "rmsnormalization", "prelu", "clip", "abs", "neg", "sub", "div", "pow", "reducemax",
            "reducesum", "reducemean"]
 CASES = sorted((c for c in conformance._quiet_collect(MODULES) if conformance.case_op(c) in OPS),
