@@ -18,8 +18,11 @@ def stalls(counters: dict) -> dict:
     out["compute_stall"] = compute_stall
     out["compute_idle"] = max(0, counters["cycles"] - counters["compute_busy"] - compute_stall)
     return out
-# Layer kinds that only exist because Linearize rewrote nonlinear operators (PWL maps, the
-# reductions and vector steps of softmax / normalisation); residual adds are not counted.
+
+
+# Layer kinds that implement nonlinear operators on the accelerator: PWL maps, max (MaxPool,
+# ReduceMax, softmax's row max), sums and the vector steps of softmax / normalisation. Residual
+# adds are linear and not counted; a multiply of two tensors is counted (mostly norm scaling).
 LINEARIZED_KINDS = ("pwl", "max", "sum", "subtract", "multiply", "minimum", "maximum")
 
 
