@@ -482,17 +482,23 @@ def max_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides
     return layer.finish(out_shape, macs=0)
 
 
-def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims,
-                 average: bool = True) -> AcceleratorCall:
-    """Mean (GlobalAveragePool) or sum over trailing axes as ``X[R, L] @ ones(L, 1) [/ L]``."""
+def _trailing_reduction(what: str, x_shape, axes, keepdims: bool):
+    """(rows R, reduced length L, output shape) of a reduction over trailing axes."""
     x_shape = tuple(int(v) for v in x_shape)
     rank = len(x_shape)
     axes = sorted(a % rank for a in axes)
     if axes != list(range(rank - len(axes), rank)):
-        raise CodegenError(f"mean over axes {axes} of a rank-{rank} tensor: only trailing axes")
+        raise CodegenError(f"{what} over axes {axes} of a rank-{rank} tensor: only trailing axes")
     lead = x_shape[:rank - len(axes)]
-    r, length = int(np.prod(lead)), int(np.prod(x_shape[rank - len(axes):]))
-    out_shape = lead + (1,) * len(axes) if keepdims else lead
+    rows = int(np.prod(lead, dtype=np.int64))
+    length = int(np.prod(x_shape[rank - len(axes):], dtype=np.int64))
+    return rows, length, (lead + (1,) * len(axes) if keepdims else lead)
+
+
+def mean_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims,
+                 average: bool = True) -> AcceleratorCall:
+    """Mean (GlobalAveragePool) or sum over trailing axes as ``X[R, L] @ ones(L, 1) [/ L]``."""
+    r, length, out_shape = _trailing_reduction("mean", x_shape, axes, keepdims)
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
     ones = layer.const(np.full((length, 1), 1.0 / length if average else 1.0, dtype=np.float32))
@@ -598,14 +604,8 @@ def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
                        keepdims: bool) -> AcceleratorCall:
     """Max over trailing axes: DIM reductions at once, each down a column of the accumulator
     (transposed load: one row per reduced element), combined by a tree of VEC max ops."""
-    x_shape = tuple(int(v) for v in x_shape)
-    rank = len(x_shape)
-    axes = sorted(a % rank for a in axes)
-    if axes != list(range(rank - len(axes), rank)):
-        raise CodegenError(f"max over axes {axes} of a rank-{rank} tensor: only trailing axes")
-    lead = x_shape[:rank - len(axes)]
-    r, length, d = int(np.prod(lead, dtype=np.int64)), int(np.prod(x_shape[rank - len(axes):])), hw.dim
-    out_shape = lead + (1,) * len(axes) if keepdims else lead
+    r, length, out_shape = _trailing_reduction("max", x_shape, axes, keepdims)
+    d = hw.dim
     chunk = max(1, min(length, (hw.acc_rows - 2) // 2))  # rows of one double-buffered chunk
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
