@@ -92,17 +92,64 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     if input_shapes:
         raise ModelLoadError(f"input_shapes names unknown input(s) {sorted(input_shapes)}; "
                              f"model inputs are {list(shapes)}")
-    from tvm.relax.frontend.onnx import from_onnx
-
     from nm_tvm.onnx_fold import explicit_auto_pad, fold_shape_computations, with_static_inputs
 
     try:
         proto = explicit_auto_pad(fold_shape_computations(with_static_inputs(proto, shapes)))
-        mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=False)
+        mod = _from_onnx_with_sources(proto, shapes)
     except Exception as err:
         raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
     return ImportedModel(mod, list(shapes), shapes, dtypes,
                          [o.name for o in proto.graph.output], proto)
+
+
+def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModule:
+    """TVM's ONNX import, with every call's span naming the ONNX node it came from
+    (``nm_tvm.provenance``) so that reports can name layers as the source model does.
+    A node without a name is named after its first output tensor."""
+    from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
+
+    from nm_tvm.provenance import respan_bindings, source_span
+
+    class SourceNamingImporter(ONNXGraphImporter):
+        def __init__(self):
+            super().__init__(shapes, "float32", keep_params_in_input=False, sanitize=True)
+            self.node_of: dict = {}  # var that ends a node's conversion -> node name
+
+        def _convert_operator(self, op_name, inputs, attrs, opset):
+            result = super()._convert_operator(op_name, inputs, attrs, opset)
+            node = attrs["tvm_custom"]["name"]
+            if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)
+                return relax.Tuple([self._own(field, node) for field in result.fields])
+            return self._own(result, node)
+
+        def _own(self, result, node):
+            if isinstance(result, relax.Call):  # bind it here so that its binding is the node's
+                result = self.bb.emit(result, name_hint=node)
+            if isinstance(result, relax.Var):  # Identity & co. return their input: not theirs
+                self.node_of.setdefault(result, node)
+            return result
+
+    graph = onnx.GraphProto()
+    graph.CopyFrom(proto.graph)
+    for node in graph.node:
+        if not node.name:
+            node.name = node.output[0]
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    importer = SourceNamingImporter()
+    mod = importer.from_onnx(graph, opset)
+    # Bindings are emitted node by node: those before a node's final binding are its own.
+    owner, pending = {}, []
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            pending.append(binding.var)
+            node = importer.node_of.get(binding.var)
+            if node is not None:
+                owner.update((var, node) for var in pending)
+                pending = []
+    mod["main"] = respan_bindings(
+        mod["main"], lambda b: source_span(owner[b.var]) if b.var in owner else None)
+    return relax.transform.Normalize()(mod)
 
 
 def import_relax(mod: tvm.IRModule) -> ImportedModel:

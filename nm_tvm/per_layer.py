@@ -1,22 +1,24 @@
 """Per-layer comparison with ONNX Runtime: find the first accelerator layer that diverges.
 
-How layers are matched to ONNX tensors (there is no name link: the ONNX importer and the
-partitioner rename everything, and fusion/folding remove intermediate tensors):
+How layers are matched to ONNX tensors:
 
 1. The compiled model runs once with a Relax VM instrument that copies the output argument of
    every ``nm_accel.run`` call (the layer id is in the program header).
 2. ONNX Runtime runs the same inputs with every float intermediate tensor made a graph output.
-3. Layers are visited in execution order. A layer's candidates are the ONNX tensors with the
-   same element count (layouts agree: the flow keeps ONNX's NCHW). The layer matches the
-   earliest candidate, after the previous match in topological order, whose normwise relative
-   error is within ``rtol``; failing that, any candidate within ``rtol``. A layer with no
-   candidate within ``rtol`` *diverges*; it is reported with its nearest candidate.
+3. Layers imported from ONNX know their source nodes (``source_nodes``, nm_tvm.provenance).
+   The last layer of a node (a fused conv+BN+ReLU, the final step of a decomposed LayerNorm)
+   is compared with the first output of its last source node; the earlier steps of a
+   decomposed node have no ONNX counterpart and are not compared.
+4. Other layers (Relax models, or a node output of another size) are matched by value, in
+   execution order: a layer's candidates are the ONNX tensors with the same element count
+   (layouts agree: the flow keeps ONNX's NCHW). It matches the earliest candidate, after the
+   previous match in topological order, whose normwise relative error is within ``rtol``;
+   failing that, any candidate within ``rtol``. A layer with no candidate within ``rtol``
+   *diverges*; it is reported with its nearest candidate.
 
-Limits: a fused layer (conv+BN+ReLU) matches the tensor at the end of the fused chain; a
-layer whose output has no ONNX counterpart (a transpose inside a decomposed op, a folded
-constant, the inside of a decomposed LayerNorm or softmax) is reported as "no ONNX tensor"
-and does not count as divergence -- a mismatch that a later layer recovers from is taken to be
-such a value, so a real error that later layers hide is missed; equal-shape
+Limits of value matching: a layer whose output has no ONNX counterpart is reported as
+"no ONNX tensor" and does not count as divergence -- a mismatch that a later layer recovers
+from is taken to be such a value, so a real error that later layers hide is missed; equal-shape
 tensors with equal values (e.g. a ReLU that changes nothing) can match one step early. Host
 ops are not compared, but their effect shows in the next accelerator layer.
 """
@@ -97,10 +99,25 @@ def match_layers(compiled, proto: onnx.ModelProto, inputs: dict, rtol: float,
     position = {name: i for i, (name, _op) in enumerate(order)}
     op_of = dict(order)
     by_id = {layer["id"]: layer for layer in compiled.layers}
+    named = _named_counterparts(compiled.layers, proto)
     results, last = [], -1
     for layer_id in sorted(captured):
         sim = captured[layer_id]
         meta = by_id.get(layer_id, {"name": f"layer{layer_id}", "kind": "?"})
+        if layer_id in named:
+            tensor = named[layer_id]
+            if tensor is None:  # an inner step of a decomposed node
+                results.append(LayerMatch(layer_id, meta["name"], meta["kind"], tuple(sim.shape),
+                                          None, None, None, None))
+                continue
+            if tensor in values and values[tensor].size == sim.size:
+                err = _rel_err(sim.reshape(-1), values[tensor].reshape(-1))
+                last = max(last, position[tensor])
+                results.append(LayerMatch(layer_id, meta["name"], meta["kind"], tuple(sim.shape),
+                                          tensor, op_of[tensor], err, err <= rtol))
+                if progress is not None:
+                    progress()
+                continue
         cands = [(name, _rel_err(sim.reshape(-1), values[name].reshape(-1)))
                  for name, _op in order if values[name].size == sim.size]
         good = [(n, e) for n, e in cands if e <= rtol]
@@ -128,6 +145,23 @@ def match_layers(compiled, proto: onnx.ModelProto, inputs: dict, rtol: float,
         elif m.ok is False and recovered:
             m.ok, m.onnx_tensor, m.onnx_op, m.max_rel_err = None, None, None, None
     return results
+
+
+def _named_counterparts(layers: list[dict], proto: onnx.ModelProto) -> dict:
+    """layer id -> the ONNX tensor its output should equal (None: an inner step with no
+    counterpart), for layers whose source nodes are known."""
+    output_of = {(n.name or n.output[0]): n.output[0] for n in proto.graph.node if n.output}
+    last_layer_of = {}
+    for layer in layers:
+        if layer.get("source_nodes"):
+            last_layer_of[layer["source_nodes"][-1]] = layer["id"]
+    out = {}
+    for layer in layers:
+        nodes = layer.get("source_nodes")
+        if nodes and nodes[-1] in output_of:
+            final = last_layer_of[nodes[-1]] == layer["id"]
+            out[layer["id"]] = output_of[nodes[-1]] if final else None
+    return out
 
 
 def first_divergence(matches: list[LayerMatch]) -> LayerMatch | None:

@@ -11,7 +11,9 @@ import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from ._rewrite import rewrite_keeping_spans
 
 
 def _const(expr) -> np.ndarray:
@@ -50,7 +52,7 @@ def _anchor_info(call):
 
 def _rebuild_anchor(call, new_weight: np.ndarray):
     return relax.Call(call.op, [call.args[0], relax.const(new_weight.astype(np.float32))],
-                      call.attrs, call.ty_args)
+                      call.attrs, call.ty_args, span=call.span)
 
 
 def _bias_const(vec: np.ndarray, call) -> relax.Constant:
@@ -70,7 +72,13 @@ def _patterns():
     return anchor, bias, biased, operand
 
 
-def _make_rewriter(op_name: str):
+def _shared(matches, exprs, uses: dict) -> bool:
+    """Whether a matched intermediate result has another user: folding into it would then
+    compute the GEMM twice (once folded, once for the other user)."""
+    return any(uses.get(matches[e], 0) > 1 for e in exprs if e in matches)
+
+
+def _make_rewriter(op_name: str, uses: dict):
     """Rewriter for ``op_name(anchor [+ bias], constant)``."""
     anchor, bias, biased, operand = _patterns()
     pattern = is_op(op_name)(biased | anchor, operand)
@@ -78,7 +86,7 @@ def _make_rewriter(op_name: str):
     def rewrite(expr, matches):
         call = matches[anchor]
         info = _anchor_info(call)
-        if info is None:
+        if info is None or _shared(matches, (anchor, biased), uses):
             return expr
         axis, channels, weight, scale_weight = info
         rank = len(call.ty.shape)
@@ -103,6 +111,21 @@ def _make_rewriter(op_name: str):
     return pattern, rewrite
 
 
+def _value_uses(func: relax.Function) -> dict:
+    """Bound value -> how many times its variable is used (as an argument or an output)."""
+    count: dict = {}
+
+    def visit(expr):
+        if isinstance(expr, relax.Var):
+            count[expr] = count.get(expr, 0) + 1
+
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            relax.analysis.post_order_visit(binding.value, visit)
+    relax.analysis.post_order_visit(func.body.body, visit)
+    return {b.value: count.get(b.var, 0) for block in func.body.blocks for b in block.bindings}
+
+
 _RULE_OPS = ("relax.multiply", "relax.divide", "relax.subtract")
 
 
@@ -111,22 +134,25 @@ class FoldScaleShift:
     """Fold ``(conv2d|matmul)(x, W) [+ b]`` followed by per-channel ``* / - +`` constants."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        rules = [_make_rewriter(op) for op in _RULE_OPS]
-        rules.append(self._add_rule())
+        uses: dict = {}  # bound value -> number of uses of its variable, for the current round
+        rules = [_make_rewriter(op, uses) for op in _RULE_OPS]
+        rules.append(self._add_rule(uses))
         for gv, func in list(mod.functions.items()):
             if not isinstance(func, relax.Function) or "Codegen" in (func.attrs or {}):
                 continue
             for _ in range(64):  # each round folds one op per chain; chains are short
                 before = func
+                uses.clear()
+                uses.update(_value_uses(func))
                 for pattern, fn in rules:
-                    func = rewrite_call(pattern, fn, func)
+                    func = rewrite_keeping_spans(pattern, fn, func)
                 if tvm_ffi.structural_equal(before, func):
                     break
             mod[gv] = func
         return mod
 
     @staticmethod
-    def _add_rule():
+    def _add_rule(uses: dict):
         """``(anchor + b1) + b2`` -> ``anchor + (b1 + b2)``."""
         anchor, bias, biased, operand = _patterns()
         pattern = is_op("relax.add")(biased, operand)
@@ -134,7 +160,7 @@ class FoldScaleShift:
         def rewrite(expr, matches):
             call = matches[anchor]
             info = _anchor_info(call)
-            if info is None:
+            if info is None or _shared(matches, (anchor, biased), uses):
                 return expr
             axis, channels, _, _ = info
             rank = len(call.ty.shape)

@@ -29,6 +29,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
+from nm_tvm.provenance import inherit_span
 from nm_tvm.pwl import OUTER_SEGMENTS, PL, PWLTable, fit
 
 from . import scalar_function as sf
@@ -149,14 +150,20 @@ class _Decompose(relax.PyExprMutator):
     def __init__(self, mod, tables: _Tables):
         super().__init__(mod)
         self.tables = tables
+        self._span = None  # span of the call being decomposed
 
     def _emit(self, expr):
-        return self.builder_.emit(expr)
+        return self.builder_.emit(inherit_span(expr, self._span))
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if not isinstance(call.op, tvm.ir.Op):
             return call
+        self._span = call.span  # the calls a decomposition emits come from the same node
+        new = self._decompose(call)
+        return new if new.same_as(call) else inherit_span(new, call.span)
+
+    def _decompose(self, call):
         name, disabled = call.op.name, self.tables.config.disabled
         if name in ("relax.nn.softmax", "relax.nn.log_softmax") and "softmax" not in disabled:
             return self._softmax(call, log=name.endswith("log_softmax"))
@@ -336,7 +343,7 @@ class _FuseScalar(relax.PyExprMutator):
     def visit_var_binding_(self, binding):
         if binding.var in self.replace:
             root, table = self.replace[binding.var]
-            call = self.tables.call(self.visit_expr(root), table)
+            call = inherit_span(self.tables.call(self.visit_expr(root), table), binding.value.span)
             emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
                     else self.builder_.emit_output)
             new = emit(call, name_hint=binding.var.name)

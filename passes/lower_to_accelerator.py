@@ -8,12 +8,14 @@ The layer table (names, kinds, analytic MACs) is attached to the module as ``nm.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax
 
+from nm_tvm.provenance import layer_source
 from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 
@@ -83,6 +85,17 @@ def _is_pwl(call) -> bool:
         return False
     func = call.args[0]
     return isinstance(func, relax.Var) or str(getattr(func, "global_symbol", "")) == PWL_FUNC
+
+
+def _unique_names(layers: list[dict]) -> None:
+    """Number the layers that share a source node (a decomposed softmax is several layers)."""
+    counts = Counter(layer["name"] for layer in layers)
+    seen: Counter = Counter()
+    for layer in layers:
+        base = layer["name"]
+        if counts[base] > 1:
+            layer["name"] = f"{base}/{seen[base]}"
+            seen[base] += 1
 
 
 def _composite_of(outer: relax.Function) -> relax.Function:
@@ -239,7 +252,9 @@ class LowerToAccelerator:
             def _lower(self, var, call, outer):
                 comp = _Composite(_composite_of(outer))
                 layer_id = len(layers)
-                name = f"{layer_id:02d}_{comp.name.split('.', 1)[1]}"
+                kind = comp.name.split('.', 1)[1]
+                name, nodes = layer_source(call)
+                name = name or f"{layer_id:02d}_{kind}"
                 try:
                     acc = generate(comp, hw, layer_id)
                 except cg.CodegenError as err:
@@ -252,6 +267,7 @@ class LowerToAccelerator:
                         args.append(relax.const(np.ascontiguousarray(operand, np.float32)))
                 consts, activations = _dram_use(acc)
                 layers.append({"id": layer_id, "name": name, "kind": comp.name,
+                               "source_nodes": nodes,
                                "macs": int(acc.macs), "out_shape": list(acc.out_shape),
                                "instructions": int(acc.program[3]),
                                "dram_const_bytes": consts, "dram_activation_bytes": activations,
@@ -267,5 +283,6 @@ class LowerToAccelerator:
             elif not (func.attrs and "Codegen" in func.attrs):  # composites are now programs
                 lowered[gv] = rewriter.visit_expr(func)
         lowered = relax.transform.DeadCodeElimination()(lowered)
+        _unique_names(layers)
         check_total_dram(layers, hw)
         return lowered.with_attr("nm.layers", json.dumps(layers))

@@ -11,6 +11,8 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, wildcard
 
+from nm_tvm.provenance import inherit_span
+
 from ._rewrite import rewrite_functions
 
 
@@ -32,7 +34,8 @@ def _rule():
         shape = [1] * rank
         shape[int(call.attrs.axis) % rank] = scale.size
         as_const = lambda v: relax.const(v.reshape(shape).astype(np.float32))
-        return relax.op.add(relax.op.multiply(m[data], as_const(scale)), as_const(shift))
+        return inherit_span(relax.op.add(relax.op.multiply(m[data], as_const(scale)),
+                                         as_const(shift)), call.span)
 
     return pattern, rewrite
 

@@ -10,6 +10,8 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
+from nm_tvm.provenance import source_node
+
 from .lower_to_accelerator import RUN_FUNC
 
 VIEW_OPS = {"relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"}
@@ -21,7 +23,8 @@ class NotGemmOnlyError(ValueError):
 
 
 def host_ops(mod: tvm.IRModule) -> list[tuple[str, str]]:
-    """(binding name, op name) of every compute op outside the accelerator."""
+    """(where, op name) of every compute op outside the accelerator; where is the source
+    model's node when the op came from one, else the Relax binding."""
     found: list[tuple[str, str]] = []
     for _gv, func in mod.functions.items():
         if not isinstance(func, relax.Function) or (func.attrs and "Codegen" in func.attrs):
@@ -40,10 +43,15 @@ def host_ops(mod: tvm.IRModule) -> list[tuple[str, str]]:
                     name = op.name
                     if op.name in ("relax.call_tir", "relax.call_dps_packed"):
                         name = f"{op.name}({value.args[0]})"
-                    found.append((binding.var.name, name))
+                    found.append((_where(binding), name))
                 else:
-                    found.append((binding.var.name, f"call to {op}"))
+                    found.append((_where(binding), f"call to {op}"))
     return found
+
+
+def _where(binding) -> str:
+    node = source_node(binding.value)
+    return f"node {node}" if node is not None else binding.var.name
 
 
 @tvm.transform.module_pass(opt_level=0, name="nm.VerifyGemmOnly")
