@@ -52,6 +52,7 @@ def _reference(name: str, proto, inputs):
 def evaluate(point: dict) -> dict:
     import nm_tvm
     from nm_tvm.passes import LinearizeConfig
+    from nm_tvm.report import STALL_LABELS
     from nm_tvm.target.hardware import load_preset
 
     proto, inputs = _model(point["model"])
@@ -78,7 +79,7 @@ def evaluate(point: dict) -> dict:
     sram = (hw.scratchpad_kib + hw.accumulator_kib) * 1024
     row.update(ok=True, error="", cycles=s["cycles"], latency_us=s["latency_ms"] * 1e3,
                energy_uj=s["energy_uj"], pe_utilization=s["pe_utilization"],
-               stall_dma=s["stall_dma"], stall_dep=s["stall_dep"], stall_full=s["stall_full"],
+               **{f"stall_{c}": s[f"stall_{c}"] for c in STALL_LABELS},
                linearized_cycle_share=s["linearized_cycle_share"], rel_err=err,
                area_proxy=hw.dim * hw.dim + sram / PE_BYTES_EQUIV, wall_s=time.perf_counter() - t0)
     return row

@@ -18,6 +18,7 @@ from rich.table import Table
 
 import nm_tvm
 from nm_tvm.models import bert_base, gemm_model, resnet50
+from nm_tvm.report import STALL_LABELS
 
 
 def run_case(name: str, proto, inputs: dict, target: str, strict: bool = True) -> dict:
@@ -28,8 +29,8 @@ def run_case(name: str, proto, inputs: dict, target: str, strict: bool = True) -
     t2 = time.perf_counter()
     s = compiled.stats.summary()
     return {"case": name, "target": target, "cycles": s["cycles"], "macs": s["macs"],
-            "pe_utilization": s["pe_utilization"], "stall_dma": s["stall_dma"],
-            "stall_dep": s["stall_dep"], "stall_full": s["stall_full"],
+            "pe_utilization": s["pe_utilization"],
+            **{f"stall_{c}": s[f"stall_{c}"] for c in STALL_LABELS},
             "linearized_cycle_share": s["linearized_cycle_share"],
             "latency_ms": s["latency_ms"], "energy_uj": s["energy_uj"],
             "host_ops": list(compiled.host_ops), "compile_s": t1 - t0, "simulate_s": t2 - t1}
@@ -60,13 +61,15 @@ def main() -> None:
                       f"operators {rows[-1]['linearized_cycle_share']:.1%} of cycles")
 
     table = Table(title="PE utilization (one inference, cycle model of docs/ISA.md)")
-    for col in ("case", "target", "cycles", "MACs", "PE utilization", "stall DMA",
-                "stall dep", "stall full", "linearized share", "host ops", "compile s", "sim s"):
+    stall_cols = [f"stall: {label}" for label in STALL_LABELS.values()]
+    for col in ("case", "target", "cycles", "MACs", "PE utilization", *stall_cols,
+                "linearized share", "host ops", "compile s", "sim s"):
         table.add_column(col, justify="left" if col in ("case", "target", "host ops") else "right")
     for r in rows:
         table.add_row(r["case"], r["target"], f"{r['cycles']:,}", f"{r['macs']:,}",
-                      f"{r['pe_utilization']:.1%}", f"{r['stall_dma']:,}", f"{r['stall_dep']:,}",
-                      f"{r['stall_full']:,}", f"{r['linearized_cycle_share']:.1%}",
+                      f"{r['pe_utilization']:.1%}",
+                      *[f"{r[f'stall_{c}']:,}" for c in STALL_LABELS],
+                      f"{r['linearized_cycle_share']:.1%}",
                       ", ".join(r["host_ops"]) or "none", f"{r['compile_s']:.1f}",
                       f"{r['simulate_s']:.1f}")
     console.print(table)

@@ -12,13 +12,13 @@ import csv
 import json
 from pathlib import Path
 
-from nm_tvm.report import RunStats, energy_pj, stalls
+from nm_tvm.report import STALL_LABELS, RunStats, energy_pj, stalls
 
 
 def total_row(stats: RunStats) -> dict:
     s = stats.summary()
-    return {"layer": "TOTAL", "kind": "", "cycles": s["cycles"],
-            "stall_dma": s["stall_dma"], "stall_dep": s["stall_dep"], "stall_full": s["stall_full"],
+    return {"layer": "TOTAL", "kind": "", "source_nodes": "", "cycles": s["cycles"],
+            **{f"stall_{c}": s[f"stall_{c}"] for c in STALL_LABELS},
             "macs": s["macs"], "pe_utilization": s["pe_utilization"],
             "dram_bytes": s["dram_bytes"], "sp_bytes": s["sp_bytes"], "acc_bytes": s["acc_bytes"],
             "energy_uj": s["energy_uj"]}
@@ -40,7 +40,8 @@ def write_csv(stats: RunStats, path: str | Path) -> None:
 def to_json(stats: RunStats) -> dict:
     layers = []
     for layer, row in zip(stats.layers, stats.per_layer_rows()):
-        layers.append({**row, "id": layer.id, "counters": layer.counters,
+        layers.append({**row, "id": layer.id, "source_nodes": layer.source_nodes,
+                       "counters": layer.counters,
                        "energy_pj": energy_pj(layer.counters, stats.hw)})
     return {"target": stats.hw.summary(), "energy_source": stats.hw.energy_source,
             "energy_table": stats.hw.energy, "summary": stats.summary(),
@@ -65,25 +66,27 @@ def print_table(console, stats: RunStats, title: str = "Per layer (one inference
     from rich.table import Table
 
     rows = rows_with_total(stats)
+    columns = [c for c in rows[0] if c != "source_nodes"]  # in the CSV and JSON: too wide here
     table = Table(title=title)
-    for col in rows[0]:
+    for col in columns:
         table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
     for i, row in enumerate(rows):
-        table.add_row(*[_fmt(k, v) for k, v in row.items()], end_section=i == len(rows) - 2)
+        table.add_row(*[_fmt(k, row[k]) for k in columns], end_section=i == len(rows) - 2)
     console.print(table)
     s = stats.summary()
     console.print(
         f"total: {s['cycles']:,} cycles ({s['latency_ms']:.4f} ms @ {stats.hw.clock_mhz:g} MHz), "
-        f"{s['macs']:,} MACs, PE utilization {s['pe_utilization']:.1%}; stalls: DMA "
-        f"{s['stall_dma']:,}, dependency {s['stall_dep']:,}, buffer full {s['stall_full']:,} "
-        f"cycles; energy {s['energy_uj']:.2f} uJ, average power {s['average_power_mw']:.1f} mW, "
+        f"{s['macs']:,} MACs, PE utilization {s['pe_utilization']:.1%}; stalls: "
+        + ", ".join(f"{label} {s[f'stall_{c}']:,}" for c, label in STALL_LABELS.items()) +
+        f" cycles; energy {s['energy_uj']:.2f} uJ, average power {s['average_power_mw']:.1f} mW, "
         f"{s['inferences_per_s']:,.1f} inferences/s, {s['inferences_per_j']:,.1f} inferences/J; "
         f"linearized operators {s['linearized_cycle_share']:.1%} of cycles")
     console.print(f"[dim]energy table: {s['energy_source']}[/]")
 
 
 def _short(name: str, limit: int = 28) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """Source-model names differ at their end (``...layer.3.output.dense``): keep the end."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
 def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[Path]:
@@ -104,15 +107,10 @@ def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[P
     paths = []
 
     # cycles: compute busy + stalls of the compute engine by cause + idle
-    parts = {"compute busy": [], "stall: DMA": [], "stall: dependency": [],
-             "stall: buffer full": [], "compute idle": []}
-    for layer in stats.layers:
-        c = layer.counters
-        parts["compute busy"].append(c["compute_busy"])
-        parts["stall: DMA"].append(c["compute_stall_dma"])
-        parts["stall: dependency"].append(c["compute_stall_dep"])
-        parts["stall: buffer full"].append(c["compute_stall_full"])
-        parts["compute idle"].append(stalls(c)["compute_idle"])
+    parts = {"compute busy": [c.counters["compute_busy"] for c in stats.layers]}
+    for cause, label in STALL_LABELS.items():
+        parts[f"stall: {label}"] = [c.counters[f"compute_stall_{cause}"] for c in stats.layers]
+    parts["compute idle"] = [stalls(c.counters)["compute_idle"] for c in stats.layers]
     fig, ax = plt.subplots(figsize=(width, 5))
     bottom = np.zeros(len(names))
     for label, values in parts.items():

@@ -8,6 +8,9 @@ from nm_tvm.target.isa import STAT_FIELDS, STALL_CAUSES
 
 COUNTERS = [f for f in STAT_FIELDS if f != "layer_id"]
 ENGINES = ("load", "compute", "store")
+# What an engine waited for (docs/ISA.md, "Stalls"), as reports name it.
+STALL_LABELS = {"dma": "DMA", "dep": "dependency", "full": "buffer full", "queue": "full queue"}
+assert tuple(STALL_LABELS) == STALL_CAUSES
 
 
 def stalls(counters: dict) -> dict:
@@ -55,6 +58,7 @@ class LayerStats:
     kind: str
     counters: dict
     analytic_macs: int
+    source_nodes: list[str] = field(default_factory=list)  # the source-model nodes it runs
 
 
 @dataclass
@@ -96,7 +100,8 @@ class RunStats:
             energy = sum(energy_pj(c, self.hw).values())
             peak = c["cycles"] * self.hw.dim * self.hw.dim
             rows.append({
-                "layer": layer.name, "kind": layer.kind, "cycles": c["cycles"],
+                "layer": layer.name, "kind": layer.kind,
+                "source_nodes": " + ".join(layer.source_nodes), "cycles": c["cycles"],
                 **{k: v for k, v in stalls(c).items() if k.startswith("stall_")},
                 "macs": c["macs"], "pe_utilization": c["macs"] / peak if peak else 0.0,
                 "dram_bytes": c["dram_read_bytes"] + c["dram_write_bytes"],

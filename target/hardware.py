@@ -26,6 +26,9 @@ class HardwareConfigError(ValueError):
     """A hardware description is malformed or inconsistent; the message names the field."""
 
 
+MAX_QUEUE_DEPTH = 1 << 16  # the simulator's limit (target/csrc/program.h, kMaxQueueDepth)
+
+
 def _get(obj: dict, path: str) -> Any:
     cur: Any = obj
     for part in path.split("."):
@@ -66,6 +69,7 @@ class HardwareConfig:
     dram_mib: float
     dram_bw: int
     dram_latency: int
+    queue_depth: int
     clock_mhz: float
     energy: dict
     energy_source: str
@@ -91,7 +95,8 @@ class HardwareConfig:
         return MachineParams(dim=self.dim, sp_rows=self.sp_rows, acc_rows=self.acc_rows,
                              pwl_entries=self.pwl_entries, operand_dtype=self.operand_dtype,
                              dram_bytes=self.dram_bytes, dram_bw=self.dram_bw,
-                             dram_latency=self.dram_latency, dataflow=self.dataflow)
+                             dram_latency=self.dram_latency, dataflow=self.dataflow,
+                             queue_depth=self.queue_depth)
 
     def summary(self) -> dict:
         return {"name": self.name, "pe_array": f"{self.dim}x{self.dim}", "dataflow": self.dataflow,
@@ -99,7 +104,7 @@ class HardwareConfig:
                 "scratchpad_kib": self.scratchpad_kib, "accumulator_kib": self.accumulator_kib,
                 "pwl_entries": self.pwl_entries, "dram_mib": self.dram_mib,
                 "dram_bw_bytes_per_cycle": self.dram_bw, "dram_latency_cycles": self.dram_latency,
-                "clock_mhz": self.clock_mhz}
+                "queue_depth": self.queue_depth, "clock_mhz": self.clock_mhz}
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<dict>") -> "HardwareConfig":
@@ -126,6 +131,7 @@ class HardwareConfig:
                 dram_mib=_positive(raw, "memories.dram_mib"),
                 dram_bw=int(_positive(raw, "memories.dram_bandwidth_bytes_per_cycle", integer=True)),
                 dram_latency=int(_positive(raw, "memories.dram_latency_cycles", integer=True)),
+                queue_depth=int(_positive(raw, "control.queue_depth", integer=True)),
                 clock_mhz=_positive(raw, "clock_mhz"),
                 energy={f: float(_positive(raw, f"energy.{f}")) for f in ENERGY_FIELDS},
                 energy_source=str(_get(raw, "energy.source")),
@@ -144,6 +150,10 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"{source}: field 'memories.accumulator_kib' ({cfg.accumulator_kib}) holds only "
                 f"{cfg.acc_rows} rows; at least {3 * cfg.dim} are needed")
+        if cfg.queue_depth > MAX_QUEUE_DEPTH:
+            raise HardwareConfigError(
+                f"{source}: field 'control.queue_depth' ({cfg.queue_depth}) must be at most "
+                f"{MAX_QUEUE_DEPTH}")
         if cfg.pwl_entries < 2:
             raise HardwareConfigError(
                 f"{source}: field 'memories.pwl_table_entries' must be >= 2 (ReLU needs 2)")
@@ -181,6 +191,7 @@ class HardwareConfig:
                          "pwl_table_entries": self.pwl_entries, "dram_mib": self.dram_mib,
                          "dram_bandwidth_bytes_per_cycle": self.dram_bw,
                          "dram_latency_cycles": self.dram_latency},
+            "control": {"queue_depth": self.queue_depth},
             "clock_mhz": self.clock_mhz,
             "energy": {"source": self.energy_source, **self.energy},
         }

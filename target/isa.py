@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x4E4D4143
-ISA_VERSION = 1
+ISA_VERSION = 2
 HEADER_WORDS = 16
 REGION_WORDS = 4
 INSTR_WORDS = 32
@@ -82,11 +82,11 @@ STAT_FIELDS = (
     "acc_read_bytes", "acc_write_bytes", "vec_elements", "pwl_elements",
     "n_load", "n_store", "n_gemm", "n_vec", "n_pwl", "n_load_pwl", "n_loop_gemm",
     # stall cycles per engine and cause (docs/ISA.md, "Stalls")
-    "load_stall_dma", "load_stall_dep", "load_stall_full",
-    "compute_stall_dma", "compute_stall_dep", "compute_stall_full",
-    "store_stall_dma", "store_stall_dep", "store_stall_full",
+    "load_stall_dma", "load_stall_dep", "load_stall_full", "load_stall_queue",
+    "compute_stall_dma", "compute_stall_dep", "compute_stall_full", "compute_stall_queue",
+    "store_stall_dma", "store_stall_dep", "store_stall_full", "store_stall_queue",
 )
-STALL_CAUSES = ("dma", "dep", "full")
+STALL_CAUSES = ("dma", "dep", "full", "queue")
 DATAFLOW_CODES = {"weight_stationary": 0, "output_stationary": 1}
 
 
@@ -103,6 +103,7 @@ class MachineParams:
     dram_bw: int
     dram_latency: int
     dataflow: str = "weight_stationary"
+    queue_depth: int = 8
 
 
 @dataclass
@@ -142,10 +143,10 @@ class ProgramBuilder:
     def encode(self) -> np.ndarray:
         m = self.machine
         header = np.zeros(HEADER_WORDS, dtype=np.int64)
-        header[:14] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
+        header[:15] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
                        m.dim, m.sp_rows, m.acc_rows, m.pwl_entries,
                        DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency,
-                       DATAFLOW_CODES[m.dataflow]]
+                       DATAFLOW_CODES[m.dataflow], m.queue_depth]
         regions = np.array([[r.base, r.size, int(r.kind), 0] for r in self.regions],
                            dtype=np.int64).reshape(-1)
         instrs = np.array(self.instrs, dtype=np.int64).reshape(-1)

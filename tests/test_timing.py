@@ -13,10 +13,11 @@ F32 = np.float32
 LOAD, COMPUTE, STORE = bit(Queue.LOAD), bit(Queue.COMPUTE), bit(Queue.STORE)
 
 
-def machine(dim=4, sp_rows=1024, acc_rows=1024, bw=16, lat=10, dataflow="weight_stationary"):
+def machine(dim=4, sp_rows=1024, acc_rows=1024, bw=16, lat=10, dataflow="weight_stationary",
+            queue_depth=8):
     return MachineParams(dim=dim, sp_rows=sp_rows, acc_rows=acc_rows, pwl_entries=16,
                          operand_dtype="float32", dram_bytes=1 << 26, dram_bw=bw,
-                         dram_latency=lat, dataflow=dataflow)
+                         dram_latency=lat, dataflow=dataflow, queue_depth=queue_depth)
 
 
 def run(builder, args):
@@ -26,8 +27,14 @@ def run(builder, args):
     return out, stats
 
 
+def xfer(elems, bw):
+    """Cycles a DMA of `elems` fp32 elements occupies its engine (docs/ISA.md, "Costs")."""
+    return math.ceil(elems * 4 / bw)
+
+
 def dma(elems, bw, lat):
-    return lat + math.ceil(elems * 4 / bw)
+    """Cycles from a lone DMA's start until its data has arrived."""
+    return lat + xfer(elems, bw)
 
 
 def gemms(dataflow, dim, m, k, count):
@@ -54,7 +61,9 @@ def test_weight_stationary_tile_and_chain(m, k):
     three = gemms("weight_stationary", dim, m, k, 3)
     # chained: the preload hides behind the previous GEMM's m rows; fill / drain overlap
     assert three["compute_busy"] == k + m + 2 * dim - 2 + 2 * (m + max(0, k - m))
-    assert three["cycles"] == three["load_busy"] + three["compute_busy"]
+    # the two loads stream back to back; the GEMMs start when the second one's data is in
+    assert three["load_busy"] == xfer(m * dim, 16) + xfer(dim * dim, 16)
+    assert three["cycles"] == three["load_busy"] + 10 + three["compute_busy"]
 
 
 @pytest.mark.parametrize("m,k", [(8, 4), (3, 4), (9, 2)])
@@ -85,8 +94,52 @@ def test_stall_attribution():
     assert s["compute_stall_dma"] == load
     assert s["store_stall_dep"] == load + gemm
     assert s["cycles"] == load + gemm + dma(m * dim, bw, lat)
-    others = [f"{q}_stall_{c}" for q in ("load", "compute", "store") for c in ("dma", "dep", "full")]
+    others = [f"{q}_stall_{c}" for q in ("load", "compute", "store")
+              for c in ("dma", "dep", "full", "queue")]
     assert sum(s[f] for f in others) == s["compute_stall_dma"] + s["store_stall_dep"]
+
+
+# ------------------------------------------------------------- DMA pipelining and queues
+def test_back_to_back_dmas_overlap_their_latency():
+    """Independent loads stream at the DRAM bandwidth; only the last one's latency shows."""
+    dim, rows, n, bw, lat = 4, 16, 5, 16, 100
+    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat))
+    a = np.ones((n * rows, dim), F32)
+    ra = b.region(a.nbytes)
+    for i in range(n):
+        b.emit(Op.LOAD, dst_mem=Mem.SCRATCHPAD, dst_row=i * rows, dram_addr=ra + i * rows * dim * 4,
+               rows=rows, cols=dim, row_stride=dim * 4, col_stride=4)
+    _, s = run(b, [a])
+    assert s["load_busy"] == n * xfer(rows * dim, bw)
+    assert s["cycles"] == n * xfer(rows * dim, bw) + lat  # not n * (lat + xfer)
+
+
+def _queue_program(depth: int):
+    """A long load feeding three GEMMs, then an independent load that could start at once."""
+    dim, m, bw, lat = 4, 64, 16, 100
+    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat, queue_depth=depth))
+    a = np.ones((m, dim), F32)
+    ra = b.region(a.nbytes)
+    b.emit(Op.LOAD, signal=COMPUTE, dst_mem=Mem.SCRATCHPAD, dst_row=0, dram_addr=ra, rows=m,
+           cols=dim, row_stride=dim * 4, col_stride=4)
+    for i in range(3):
+        b.emit(Op.GEMM, wait=LOAD if i == 0 else 0, a_row=0, b_row=0, c_row=i * m, m=m, k=dim,
+               n=dim, accumulate=0)
+    b.emit(Op.LOAD, dst_mem=Mem.SCRATCHPAD, dst_row=m, dram_addr=ra, rows=m, cols=dim,
+           row_stride=dim * 4, col_stride=4)
+    return run(b, [a])[1], xfer(m * dim, bw), lat
+
+
+def test_full_queue_holds_up_the_dispatcher():
+    # Depth 2: the third GEMM waits in the dispatcher until the first starts (when the first
+    # load's data is in), and the last load, behind it in program order, waits with it.
+    shallow, busy, lat = _queue_program(2)
+    assert shallow["load_stall_queue"] == lat
+    assert shallow["compute_stall_queue"] == 0 and shallow["store_stall_queue"] == 0
+    deep, _, _ = _queue_program(8)  # room for all three GEMMs: the load starts at once
+    assert deep["load_stall_queue"] == 0
+    assert deep["load_busy"] == shallow["load_busy"] == 2 * busy
+    assert deep["cycles"] == shallow["cycles"]  # the GEMMs are the critical path either way
 
 
 # ---------------------------------------------------------------------------- LOOP_GEMM
@@ -110,11 +163,11 @@ def test_loop_gemm_compute_bound_closed_form():
     tm, tk, tn = tiles
     s = loop_gemm(M, K, N, tiles, dim, bw, lat)
     n_gemms = (M // tm) * (K // dim) * (N // dim)
-    # pipeline: the first step's loads, one unchained GEMM, the rest chained (m rows each),
-    # then the last tile's stores
-    first_load = tk * dma(tm * dim, bw, lat) + tn * dma(tk * dim * dim, bw, lat)
+    # pipeline: the first step's loads (streamed back to back, one latency), one unchained
+    # GEMM, the rest chained (m rows each), then the last tile's stores
+    first_load = tk * xfer(tm * dim, bw) + tn * xfer(tk * dim * dim, bw) + lat
     compute = (dim + tm + 2 * dim - 2) + (n_gemms - 1) * tm
-    stores = tn * dma(tm * dim, bw, lat)
+    stores = tn * xfer(tm * dim, bw) + lat
     expect = first_load + compute + stores
     assert s["compute_busy"] >= n_gemms * tm
     assert abs(s["cycles"] - expect) / expect < 0.02
@@ -127,10 +180,11 @@ def test_loop_gemm_dram_bound_closed_form():
     tm, tk, tn = tiles
     s = loop_gemm(M, K, N, tiles, dim, bw, lat)
     steps = (N // (tn * dim)) * (M // tm) * (K // (tk * dim))
-    loads = steps * (tk * dma(tm * dim, bw, lat) + tn * dma(tk * dim * dim, bw, lat))
+    loads = steps * (tk * xfer(tm * dim, bw) + tn * xfer(tk * dim * dim, bw))
     last_compute = (dim + tm + 2 * dim - 2) + (tk * tn - 1) * tm
-    stores = tn * dma(tm * dim, bw, lat)
-    expect = loads + last_compute + stores  # loads back to back, then the last step's tail
+    stores = tn * xfer(tm * dim, bw) + lat
+    # loads stream back to back (latency overlapped), then the last step's tail
+    expect = loads + lat + last_compute + stores
     assert s["load_busy"] == loads
     assert abs(s["cycles"] - expect) / expect < 0.02
     assert s["compute_stall_dma"] > 0.5 * s["cycles"]  # the array waits on DMA
@@ -159,7 +213,7 @@ def _tiles_program(double: bool, tiles=8, m=32, dim=4, bw=32, lat=4):
     out, stats = run(b, [a, w, np.zeros_like(a)])
     np.testing.assert_allclose(out[-1], a @ w, rtol=1e-5, atol=1e-5)
     return stats, dict(load_a=dma(m * dim, bw, lat), gemm=dim + m + 2 * dim - 2,
-                       load_w=dma(dim * dim, bw, lat), store=dma(tiles * m * dim, bw, lat))
+                       load_w=xfer(dim * dim, bw), store=dma(tiles * m * dim, bw, lat))
 
 
 def test_double_buffering_hides_dma_when_balanced():
@@ -169,7 +223,8 @@ def test_double_buffering_hides_dma_when_balanced():
     chained = 32  # m + max(0, k - m_prev): back-to-back GEMMs
     assert c["load_a"] == 20 and c["gemm"] == 42  # DMA and compute about balanced
     # single buffer: every load waits for the previous GEMM (buffer full) and every GEMM for
-    # its load (DMA): nothing overlaps and no GEMM chains
+    # its load (DMA): nothing overlaps and no GEMM chains. (The first A load streams right
+    # behind the weights, so of the weight load only its transfer counts.)
     assert single["cycles"] == c["load_w"] + tiles * (c["load_a"] + c["gemm"]) + c["store"]
     assert single["load_stall_full"] > 0 and single["compute_stall_dma"] > 0
     # double buffer: after the first load the GEMMs run back to back (and chain)

@@ -9,7 +9,7 @@ namespace nm_accel {
 namespace isa {
 
 constexpr int64_t kMagic = 0x4E4D4143;  // "NMAC"
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
 constexpr int64_t kHeaderWords = 16;
 constexpr int64_t kRegionWords = 4;
 constexpr int64_t kInstrWords = 32;
@@ -31,7 +31,8 @@ enum HeaderWord : int {
   kHdrDramBw = 11,
   kHdrDramLatency = 12,
   kHdrDataflow = 13,       // 0 weight-stationary, 1 output-stationary
-  kHdrReservedBegin = 14,  // words 14..15 must be 0
+  kHdrQueueDepth = 14,     // instructions each engine's queue holds
+  kHdrReservedBegin = 15,  // word 15 must be 0
 };
 
 // Region record word indices.
@@ -120,17 +121,25 @@ enum Stat : int {
   kStatNumLoadPwl,
   kStatNumLoopGemm,
   // Stall cycles: an engine waiting for a token (docs/ISA.md, "Stalls"), per engine and cause.
+  // Laid out as kStatLoadStallDma + kNumStallCauses * queue + cause.
   kStatLoadStallDma,
   kStatLoadStallDep,
   kStatLoadStallFull,
+  kStatLoadStallQueue,
   kStatComputeStallDma,
   kStatComputeStallDep,
   kStatComputeStallFull,
+  kStatComputeStallQueue,
   kStatStoreStallDma,
   kStatStoreStallDep,
   kStatStoreStallFull,
+  kStatStoreStallQueue,
   kNumStats
 };
+
+// Why an engine waited (docs/ISA.md, "Stalls").
+enum StallCause : int { kStallDma = 0, kStallDep = 1, kStallFull = 2, kStallQueue = 3 };
+constexpr int kNumStallCauses = 4;
 
 // STAT_FIELDS of target/isa.py; the Python loader compares the two.
 constexpr const char* kStatNames[kNumStats] = {
@@ -138,9 +147,9 @@ constexpr const char* kStatNames[kNumStats] = {
     "dram_read_bytes", "dram_write_bytes", "sp_read_bytes", "sp_write_bytes",
     "acc_read_bytes", "acc_write_bytes", "vec_elements", "pwl_elements",
     "n_load", "n_store", "n_gemm", "n_vec", "n_pwl", "n_load_pwl", "n_loop_gemm",
-    "load_stall_dma", "load_stall_dep", "load_stall_full",
-    "compute_stall_dma", "compute_stall_dep", "compute_stall_full",
-    "store_stall_dma", "store_stall_dep", "store_stall_full",
+    "load_stall_dma", "load_stall_dep", "load_stall_full", "load_stall_queue",
+    "compute_stall_dma", "compute_stall_dep", "compute_stall_full", "compute_stall_queue",
+    "store_stall_dma", "store_stall_dep", "store_stall_full", "store_stall_queue",
 };
 
 }  // namespace isa

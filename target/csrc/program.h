@@ -33,6 +33,7 @@ constexpr int64_t kMaxOnChipRows = 1 << 20;
 constexpr int64_t kMaxOnChipElements = int64_t{1} << 26;
 constexpr int64_t kMaxPwlEntries = 1 << 16;
 constexpr int64_t kMaxDramLatency = int64_t{1} << 32;
+constexpr int64_t kMaxQueueDepth = 1 << 16;
 
 struct MachineConfig {
   int64_t layer_id = 0;
@@ -45,6 +46,7 @@ struct MachineConfig {
   int64_t dram_bw = 0;
   int64_t dram_latency = 0;
   int64_t dataflow = 0;  // 0 weight-stationary, 1 output-stationary
+  int64_t queue_depth = 1;  // instructions each engine's queue holds
 
   // Bytes of one scratchpad element (for statistics).
   int64_t sp_elem_bytes() const { return dtype == isa::kBf16 ? 2 : 4; }

@@ -46,10 +46,12 @@ Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg) {
   stats_[isa::kStatLayerId] = cfg.layer_id;
 }
 
-int64_t Scheduler::Cost(const Instr& in, bool chained) const {
+Scheduler::Timing Scheduler::Cost(const Instr& in, bool chained) const {
+  // A DMA streams its bytes at the DRAM bandwidth, and its data lands dram_latency later.
   auto dma = [&](int64_t bytes) {
-    return cfg_.dram_latency + bytes / cfg_.dram_bw + (bytes % cfg_.dram_bw != 0);
+    return Timing{bytes / cfg_.dram_bw + (bytes % cfg_.dram_bw != 0), cfg_.dram_latency};
   };
+  auto compute = [](int64_t cycles) { return Timing{cycles, 0}; };
   switch (in.op()) {
     case isa::kLoad:
       return dma(LoadDataRows(in) * in[isa::load::kCols] * isa::kElemBytes);
@@ -62,19 +64,33 @@ int64_t Scheduler::Cost(const Instr& in, bool chained) const {
       const int64_t fill_drain = 2 * dim - 2;
       if (cfg_.dataflow == 1) {  // output-stationary: ceil(m / DIM) passes of max(k, DIM)
         const int64_t passes = (m + dim - 1) / dim;
-        return passes * std::max(k, dim) + (chained ? 0 : fill_drain);
+        return compute(passes * std::max(k, dim) + (chained ? 0 : fill_drain));
       }
       // Weight-stationary: preload k weight rows, stream m rows, fill and drain. Chained onto
       // the previous GEMM, the preload ran in the shadow buffer while that GEMM streamed its
       // m_prev rows and the fill / drain overlap it.
-      if (chained) return m + std::max<int64_t>(0, k - last_gemm_m_);
-      return k + m + fill_drain;
+      if (chained) return compute(m + std::max<int64_t>(0, k - last_gemm_m_));
+      return compute(k + m + fill_drain);
     }
     case isa::kVec:
-      return in[isa::vec::kRows];
+      return compute(in[isa::vec::kRows]);
     default:  // PWL
-      return in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNumSegments]);
+      return compute(in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNumSegments]));
   }
+}
+
+int64_t Scheduler::Dispatch(int queue) {
+  std::deque<int64_t>& entries = queued_starts_[queue];
+  int64_t room = 0;  // when the queue has room for one more entry
+  if (static_cast<int64_t>(entries.size()) == cfg_.queue_depth) {
+    room = entries.front();  // the oldest entry leaves when it starts
+    entries.pop_front();
+  }
+  // LOOP_GEMM's unroller feeds each engine's queue directly (one sub-unroller per engine), so
+  // its micro-ops never wait behind another engine's full queue.
+  if (in_loop_) return room;
+  dispatched_ = std::max(dispatched_, room);
+  return dispatched_;
 }
 
 int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t start,
@@ -234,38 +250,50 @@ void Scheduler::Count(const Instr& in) {
 void Scheduler::Issue(const OpId& id, const Instr& in) {
   const int queue = QueueOf(in.op());
   const int64_t free = engine_free_[queue];
-  int binding = -1;  // the queue whose token delayed the start past `free`, if any
-  const int64_t start = PopTokens(id, in, queue, free, &binding);
-  if (binding >= 0) {
+  const int64_t dispatched = Dispatch(queue);
+  int binding = -1;  // the queue whose token delayed the start past free and dispatch, if any
+  const int64_t start = PopTokens(id, in, queue, std::max(free, dispatched), &binding);
+  if (start > free) {
     // Forward tokens (load -> compute -> store) carry data: from the load engine a DMA wait,
-    // from the compute engine a dependency; backward tokens free a buffer (buffer full).
-    const int cause = binding > queue ? 2 : binding == isa::kQueueLoad ? 0 : 1;
-    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + 3 * queue + cause), start - free);
+    // from the compute engine a dependency; backward tokens free a buffer (buffer full). With
+    // no token to blame, the instruction arrived late: the in-order dispatcher was held up by
+    // another engine's full queue.
+    const int cause = binding < 0 ? isa::kStallQueue
+                      : binding > queue ? isa::kStallFull
+                      : binding == isa::kQueueLoad ? isa::kStallDma : isa::kStallDep;
+    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kNumStallCauses * queue + cause),
+        start - free);
   }
+  queued_starts_[queue].push_back(start);
   const bool is_gemm = in.op() == isa::kGemm;
-  const int64_t cost = Cost(in, is_gemm && start == gemm_chain_end_);
-  const int64_t end = CheckedAdd(start, cost, "the cycle count");
+  const Timing cost = Cost(in, is_gemm && start == gemm_chain_end_);
+  const int64_t engine_done = CheckedAdd(start, cost.busy, "the cycle count");
+  const int64_t end = CheckedAdd(engine_done, cost.latency, "the cycle count");
   if (queue == isa::kQueueCompute) {
     gemm_chain_end_ = is_gemm ? end : -1;
     if (is_gemm) last_gemm_m_ = in[isa::gemm::kM];
   }
 
+  // A DMA load writes on chip as its data lands, after the latency; everything else touches
+  // its rows from its start. (So back-to-back loads of one engine land in order, race-free.)
+  const bool lands_late = in.op() == isa::kLoad || in.op() == isa::kLoadPwl;
   const std::vector<Span> spans = Accesses(in);
-  CheckRaces(id, spans, start);
+  CheckRaces(id, spans, lands_late ? start + cost.latency : start);
   RecordAccesses(id, spans, end);
 
-  engine_free_[queue] = end;
+  engine_free_[queue] = engine_done;
   last_end_ = std::max(last_end_, end);
   for (int q = 0; q < isa::kNumQueues; ++q) {
     if (in.signal() & (int64_t{1} << q)) channels_[queue][q].push_back(end);
   }
-  Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost);
+  Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost.busy);
   stats_[isa::kStatCycles] = last_end_;
   Count(in);
 }
 
 void Scheduler::BeginBarrier() {
   engine_free_.fill(last_end_);
+  in_loop_ = true;
   std::swap(channels_, saved_channels_);  // the expansion starts with empty channels
   Add(isa::kStatNumLoopGemm, 1);
 }
@@ -279,6 +307,7 @@ void Scheduler::EndBarrier(const OpId& id) {
   }
   std::swap(channels_, saved_channels_);
   engine_free_.fill(last_end_);
+  in_loop_ = false;
 }
 
 }  // namespace nm_accel

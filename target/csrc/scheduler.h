@@ -45,8 +45,18 @@ class Scheduler {
   };
   using Channels = std::array<std::array<std::deque<int64_t>, isa::kNumQueues>, isa::kNumQueues>;
 
+  // Cycles an instruction occupies its engine, and the latency after that until its data has
+  // arrived (DMA only): the engine takes its next instruction after `busy`, while the data of
+  // the previous one is still in flight.
+  struct Timing {
+    int64_t busy;
+    int64_t latency;
+  };
   // `chained`: a GEMM that starts the moment the previous compute op, also a GEMM, ended.
-  int64_t Cost(const Instr& in, bool chained) const;
+  Timing Cost(const Instr& in, bool chained) const;
+  // When the in-order dispatcher can hand the instruction to `queue`: not before the previous
+  // instruction, and not while `queue` is full (its oldest entry has not started).
+  int64_t Dispatch(int queue);
   int64_t PopTokens(const OpId& id, const Instr& in, int queue, int64_t start, int* binding);
   std::vector<Span> Accesses(const Instr& in) const;
   void CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const;
@@ -56,6 +66,10 @@ class Scheduler {
 
   const MachineConfig& cfg_;
   std::array<int64_t, isa::kNumQueues> engine_free_{};
+  int64_t dispatched_ = 0;  // when the dispatcher handed out the latest instruction
+  bool in_loop_ = false;    // timing a LOOP_GEMM expansion
+  // Per queue: start cycles of its latest `queue_depth` instructions (the queue's entries).
+  std::array<std::deque<int64_t>, isa::kNumQueues> queued_starts_;
   Channels channels_;
   Channels saved_channels_;  // the program's channels while a LOOP_GEMM runs on fresh ones
   int64_t last_end_ = 0;     // latest completion so far (total cycles)
