@@ -1,4 +1,5 @@
-"""Design-space sweep: PE array size, scratchpad / accumulator size, dataflow, PWL segments.
+"""Design-space sweep: PE array size, scratchpad / accumulator size, dataflow, PWL segments,
+instruction-queue depth.
 
 Each design point compiles and runs one model on the simulator (in parallel worker processes)
 and records cycles, latency, energy per inference, PE utilization, accuracy against ONNX Runtime
@@ -9,6 +10,7 @@ area proxy; ringed: Pareto-optimal in latency, energy, area proxy and error toge
 
 Usage: python benchmarks/sweep.py [--model bert_tiny|small_cnn] [--out-dir DIR] [--jobs N]
        [--pe 8,16,32] [--sp-kib 64,256] [--acc-kib 32,128] [--dataflow ws,os] [--segments 16,64]
+       [--queue-depth 8]
 The default grid (bert_tiny, seq 16) has 24 points and takes about a minute or two on 2 cores.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ def evaluate(point: dict) -> dict:
         "memories.scratchpad_kib": point["sp_kib"],
         "memories.accumulator_kib": point["acc_kib"],
         "memories.pwl_table_entries": max(256, point["segments"] + 8),
+        "control.queue_depth": point["queue_depth"],
     })
     row = dict(point)
     t0 = time.perf_counter()
@@ -141,6 +144,7 @@ def main() -> None:
     parser.add_argument("--acc-kib", type=floats, default=[64])
     parser.add_argument("--dataflow", type=lambda s: s.split(","), default=["ws", "os"])
     parser.add_argument("--segments", type=ints, default=[16, 64])
+    parser.add_argument("--queue-depth", type=ints, default=[8])
     parser.add_argument("--jobs", type=int, default=max(1, mp.cpu_count()))
     parser.add_argument("--out-dir", default="benchmarks/results/sweep")
     args = parser.parse_args()
@@ -149,9 +153,10 @@ def main() -> None:
     from rich.table import Table
 
     points = [dict(model=args.model, base=args.base, pe=pe, sp_kib=sp, acc_kib=acc,
-                   dataflow=df, segments=seg)
-              for pe, sp, acc, df, seg in itertools.product(args.pe, args.sp_kib, args.acc_kib,
-                                                            args.dataflow, args.segments)]
+                   dataflow=df, segments=seg, queue_depth=qd)
+              for pe, sp, acc, df, seg, qd in itertools.product(
+                  args.pe, args.sp_kib, args.acc_kib, args.dataflow, args.segments,
+                  args.queue_depth)]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -164,7 +169,8 @@ def main() -> None:
             for row in pool.imap_unordered(evaluate, points):
                 rows.append(row)
                 progress.advance(task)
-    rows.sort(key=lambda r: (r["pe"], r["sp_kib"], r["acc_kib"], r["dataflow"], r["segments"]))
+    rows.sort(key=lambda r: (r["pe"], r["sp_kib"], r["acc_kib"], r["dataflow"], r["segments"],
+                             r["queue_depth"]))
     front = pareto(rows)
     for r in rows:
         r["pareto"] = r in front
