@@ -80,8 +80,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Mish": OpSupport(APPROX, "one PWL"),
     "Softsign": OpSupport(APPROX, "one PWL of x / (1 + |x|)"),
     "Elu": OpSupport(APPROX, "one PWL"),
-    "Softmax": OpSupport(APPROX, "last axis: max, PWL exp, sum as GEMM, PWL reciprocal, scale"),
-    "LogSoftmax": OpSupport(APPROX, "last axis: max, sum as GEMM, PWL log"),
+    "Softmax": OpSupport(APPROX, "max, PWL exp, sum as GEMM, PWL reciprocal, scale (other "
+                                  "axes moved last by a DMA transpose)"),
+    "LogSoftmax": OpSupport(APPROX, "max, sum as GEMM, PWL log (any axis, as Softmax)"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
     "Concat": OpSupport(EXACT, "DMA copies into the output's slabs"),
     "Slice": OpSupport(EXACT, "constant bounds, positive steps: one strided DMA view",

@@ -221,8 +221,12 @@ class _Decompose(relax.PyExprMutator):
         x = call.args[0]
         rank = len(x.ty.shape)
         axis = int(call.attrs.axis) % rank
-        if axis != rank - 1:
-            return call  # left for VerifyGemmOnly to report
+        if axis != rank - 1:  # move the axis last (a DMA transpose), normalize, move it back
+            order = [i for i in range(rank) if i != axis] + [axis]
+            moved = self._emit(relax.op.permute_dims(x, order))
+            op = relax.op.nn.log_softmax if log else relax.op.nn.softmax
+            y = self._emit(self._softmax(self.builder_.normalize(op(moved, axis=-1)), log))
+            return relax.op.permute_dims(y, [order.index(i) for i in range(rank)])
         length = _shape(x)[-1]
         m = self._emit(relax.op.max(x, axis=-1, keepdims=True))
         shifted = self._emit(relax.op.subtract(x, m))

@@ -19,11 +19,13 @@ CODEGEN = "nm"
 
 
 def _static_f32(expr) -> bool:
+    """A float32 tensor of static, non-empty shape (an empty tensor has no DRAM region)."""
     ty = expr.ty
     shape = getattr(ty, "shape", None)
     if getattr(ty, "dtype", None) != "float32" or shape is None:
         return False
-    return all(isinstance(getattr(d, "value", None), int) for d in shape)
+    dims = [getattr(d, "value", None) for d in shape]
+    return all(isinstance(d, int) and d > 0 for d in dims)
 
 
 def _all_static(context) -> bool:

@@ -399,3 +399,19 @@ def test_truncated_library_inside_artifact_is_an_error_not_a_crash(artifact_part
                           timeout=120)
     assert proc.returncode == 0, f"process died with {proc.returncode}"
     assert "ArtifactError" in proc.stdout
+
+
+def test_empty_slice_is_left_to_the_host_not_the_simulator():
+    """A slice past the end is an empty tensor: no DRAM region can hold it, so it is not
+    offloaded (strict: a compile error naming it; otherwise the host makes it)."""
+    starts, ends, axes = (numpy_helper.from_array(np.array([v], np.int64), n)
+                          for v, n in ((10, "starts"), (20, "ends"), (1, "axes")))
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="past_end")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 0])], [starts, ends, axes])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    with pytest.raises(NotGemmOnlyError, match="past_end"):
+        nm_tvm.compile(proto)
+    (y,) = nm_tvm.compile(proto, strict=False).run({"x": np.ones((2, 5), F32)})
+    assert y.shape == (2, 0)
