@@ -1,0 +1,6 @@
+"""``python -m nm_tvm.cli``."""
+import sys
+
+from .main import main
+
+sys.exit(main())

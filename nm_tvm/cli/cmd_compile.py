@@ -1,0 +1,158 @@
+"""``nm-tvmc compile``: an artifact file, optional code dumps and the offload report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import EXIT_OK, CliError, compile_model, host_note, spinner
+
+def _programs(offloaded) -> dict[int, np.ndarray]:
+    """{layer id: program} from the ``nm_accel.run`` calls of the offloaded module."""
+    from tvm import relax
+
+    found = {}
+    for _gv, func in offloaded.functions.items():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if (isinstance(call, relax.Call) and getattr(call.op, "name", "") ==
+                        "relax.call_dps_packed" and str(call.args[0].global_symbol) ==
+                        "nm_accel.run"):
+                    program = call.args[1].fields[0].value.numpy()
+                    found[int(program[4])] = program
+    return found
+
+
+def _rewrite_summary(program: np.ndarray, layer: dict) -> str:
+    from nm_tvm.target.isa import HEADER_WORDS, INSTR_WORDS, REGION_WORDS, Op
+
+    n_regions, n_instr = int(program[2]), int(program[3])
+    off = HEADER_WORDS + n_regions * REGION_WORDS
+    counts: dict[str, int] = {}
+    for i in range(n_instr):
+        op = Op(int(program[off + i * INSTR_WORDS])).name
+        counts[op] = counts.get(op, 0) + 1
+    text = " ".join(f"{op}x{n}" for op, n in sorted(counts.items()))
+    if layer.get("im2col"):
+        text = "im2col DMA gather; " + text
+    return text
+
+
+_ONNX_FATE = {
+    "Conv": "GEMM (im2col by DMA, 1x1 read in place)", "Gemm": "GEMM", "MatMul": "GEMM",
+    "BatchNormalization": "folded into the conv/matmul weights and bias (FoldScaleShift)",
+    "Relu": "2-segment PWL fused into the producer", "Add": "bias, residual or VEC add",
+    "Mul": "VEC multiply / folded scale", "Sub": "folded into bias / VEC add",
+    "AveragePool": "GEMM against an averaging vector",
+    "GlobalAveragePool": "GEMM against an averaging vector",
+    "ReduceMean": "GEMM against an averaging vector",
+    "Flatten": "view (no data movement)", "Reshape": "view (no data movement)",
+    "Squeeze": "view", "Unsqueeze": "view", "Transpose": "DMA transpose",
+    "Identity": "removed", "Constant": "constant (folded)",
+}
+
+
+def _pattern_text(kind: str) -> str:
+    text = kind.removeprefix("nm.")
+    for part in ("bias", "residual", "relu"):
+        text = text.replace(f"_{part}", f" + {part}")
+    return text
+
+
+def _dump_offloads(console, compiled, proto) -> None:
+    from rich.table import Table
+
+    programs = _programs(compiled.offloaded_module)
+    table = Table(title=f"Accelerator layers ({len(compiled.layers)})")
+    for col in ("layer", "source nodes", "pattern (fused ops)", "rewritten as", "MACs",
+                "output shape"):
+        table.add_column(col, justify="right" if col == "MACs" else "left")
+    for layer in compiled.layers:
+        program = programs.get(layer["id"])
+        rewrite = _rewrite_summary(program, layer) if program is not None else "?"
+        table.add_row(layer["name"], " + ".join(layer.get("source_nodes", [])),
+                      _pattern_text(layer["kind"]), rewrite, f"{layer['macs']:,}",
+                      "x".join(map(str, layer["out_shape"])))
+    console.print(table)
+    host = Table(title=f"Host ops ({len(compiled.host_ops)})")
+    host.add_column("where (ONNX node or Relax binding)")
+    host.add_column("op")
+    for item in compiled.host_ops:
+        where, _, op = item.partition(":")
+        host.add_row(where, op)
+    console.print(host if compiled.host_ops else "Host ops: none (every compute op offloaded)")
+    host_names = " ".join(op.lower().replace("_", "") for op in compiled.host_ops)
+    census: dict[str, int] = {}
+    for node in proto.graph.node:
+        census[node.op_type] = census.get(node.op_type, 0) + 1
+    onnx_table = Table(title="ONNX operators and where they went")
+    for col in ("ONNX op", "count", "where", "how"):
+        onnx_table.add_column(col)
+    for op, count in sorted(census.items(), key=lambda kv: -kv[1]):
+        key = op.lower().replace("normalization", "norm")
+        on_host = key in host_names or (op == "Clip" and "clip" in host_names)
+        where = "host" if on_host else ("accelerator" if op in _ONNX_FATE else "host?")
+        how = "host CPU (TVM llvm)" if on_host else _ONNX_FATE.get(op, "see host ops")
+        onnx_table.add_row(op, str(count), where, how)
+    console.print(onnx_table)
+
+
+def cmd_compile(args, console, err_console) -> int:
+    from nm_tvm import artifact
+
+    formats = [f for item in (args.dump_code or []) for f in item]
+    bad = set(formats) - {"relax", "asm"}
+    if bad:
+        raise CliError(f"--dump-code: unknown format(s) {sorted(bad)}; use relax, asm")
+    t0 = time.perf_counter()
+    compiled, proto, preprocess, name = compile_model(args, err_console, args.model)
+    t1 = time.perf_counter()
+    with spinner(err_console, f"writing {args.output}"):
+        compiled_name = name
+        path = artifact.save(compiled, args.output, compiled_name)
+        if preprocess:  # run --inputs image.png / --text use it
+            _set_manifest_field(path, "preprocess", preprocess)
+    console.print(f"compiled {name} for {compiled.hw.name} in {t1 - t0:.2f} s: "
+                  f"{len(compiled.layers)} accelerator layers, {host_note(compiled)}")
+    console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    out = Path(args.output)
+    if "relax" in formats:
+        dump = out.with_name(out.name + ".relax")
+        dump.write_text(compiled.offloaded_module.script())
+        console.print(f"wrote {dump}")
+    if "asm" in formats:
+        from nm_tvm.target.isa import disassemble
+
+        dump = out.with_name(out.name + ".asm")
+        programs = _programs(compiled.offloaded_module)
+        dump.write_text("\n\n".join(f"; ==== {layer['name']} ({layer['kind']})\n"
+                                    + disassemble(programs[layer["id"]])
+                                    for layer in compiled.layers if layer["id"] in programs))
+        console.print(f"wrote {dump}")
+    if args.dump_offloads:
+        _dump_offloads(console, compiled, proto)
+    return EXIT_OK
+
+
+def _set_manifest_field(path: Path, key: str, value) -> None:
+    """Rewrite the manifest in place (the tar is small apart from the library)."""
+    import io
+    import tarfile
+
+    from nm_tvm import artifact
+
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile(artifact.MANIFEST).read())
+        library = tar.extractfile(artifact.LIBRARY).read()
+    manifest[key] = value
+    data = json.dumps(manifest, indent=1).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, blob in ((artifact.MANIFEST, data), (artifact.LIBRARY, library)):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))

@@ -1,0 +1,82 @@
+"""``nm-tvmc run`` and ``nm-tvmc profile``: an artifact (or model) on the simulator, its
+outputs and the per-layer report."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import EXIT_OK, compile_model, host_note, load_artifact, run_model
+from .inputs import read_inputs
+
+def _print_profile(console, compiled) -> None:
+    from nm_tvm.profile_report import print_table
+
+    print_table(console, compiled.stats)
+    console.print(host_note(compiled))
+
+
+def _print_top(console, compiled, outputs, n: int, preprocess: str | None) -> None:
+    labels = None
+    if preprocess:
+        from nm_tvm.models import pretrained
+
+        labels = pretrained.labels(preprocess)
+        text = pretrained.postprocess(preprocess, outputs)
+        if text is not None:
+            console.print(f"result: {text}")
+    for name, out in zip(compiled.output_names, outputs):
+        flat = out.reshape(-1) if out.ndim <= 1 else out.reshape(-1, out.shape[-1])[0]
+        top = np.argsort(-flat, kind="stable")[:n]
+        items = ", ".join(f"{labels[i] if labels and i < len(labels) else i}: {flat[i]:.5g}"
+                          for i in top)
+        console.print(f"{name} top-{min(n, flat.size)}: {items}")
+
+
+
+def cmd_run(args, console, err_console) -> int:
+    compiled = load_artifact(args.artifact)
+    preprocess = compiled.manifest.get("preprocess")
+    inputs = read_inputs(args, compiled, preprocess)
+    t0 = time.perf_counter()
+    outputs = run_model(compiled, inputs, err_console)
+    elapsed = time.perf_counter() - t0
+    console.print(f"ran {compiled.manifest.get('model') or args.artifact} on "
+                  f"{compiled.hw.name} in {elapsed:.3f} s: {compiled.stats.cycles:,} cycles")
+    if args.output:
+        np.savez(args.output, **dict(zip(compiled.output_names, outputs)))
+        console.print(f"wrote {args.output}")
+    if args.print_top:
+        _print_top(console, compiled, outputs, args.print_top, preprocess)
+    elif not args.output:
+        for name, out in zip(compiled.output_names, outputs):
+            console.print(f"{name} {out.dtype}{list(out.shape)}: {np.array2string(out.reshape(-1)[:8], precision=5)}"
+                          + (" ..." if out.size > 8 else ""))
+    if args.profile:
+        _print_profile(console, compiled)
+    return EXIT_OK
+
+
+def cmd_profile(args, console, err_console) -> int:
+    if args.model.endswith(".tar"):
+        compiled = load_artifact(args.model)
+        preprocess = compiled.manifest.get("preprocess")
+    else:
+        compiled, _proto, preprocess, _name = compile_model(args, err_console, args.model)
+    inputs = read_inputs(args, compiled, preprocess)
+    run_model(compiled, inputs, err_console)
+    from nm_tvm import profile_report
+
+    if args.csv:
+        profile_report.write_csv(compiled.stats, args.csv)
+        console.print(f"wrote {args.csv}")
+    if args.json:
+        profile_report.write_json(compiled.stats, args.json)
+        console.print(f"wrote {args.json}")
+    if args.plots:
+        paths = profile_report.write_plots(compiled.stats, args.plots,
+                                           title=Path(args.model).stem)
+        console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    _print_profile(console, compiled)
+    return EXIT_OK
