@@ -36,9 +36,10 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "MatMul": OpSupport(EXACT, "batched, broadcast; constant or activation operands"),
     "Add": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
     "Mul": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
-    "Max": OpSupport(EXACT, "two inputs: same shape, or one constant operand (broadcast); "
-                            "NB: TVM's importer lowers ONNX Max to stack + max, not offloaded "
-                            "yet (conformance: unsupported)"),
+    "Max": OpSupport(EXACT, "any number of inputs, any broadcast: pairwise VEC max "
+                            "(passes/pairwise_variadic.py)"),
+    "Sum": OpSupport(EXACT, "any number of inputs, any broadcast: pairwise adds"),
+    "Mean": OpSupport(EXACT, "any number of inputs, any broadcast: pairwise adds, scale 1/n"),
     "Relu": OpSupport(EXACT, "2-segment PWL (exact)"),
     "BatchNormalization": OpSupport(EXACT, "inference mode; folded into the preceding "
                                            "Conv / MatMul (or a per-channel scale+shift)",
@@ -55,7 +56,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     # compiled model must meet is the table's fitted max_err (compiled.pwl_tables) inside its
     # range [lo, hi] (defaults [-8, 8], positive-domain functions [2^-10, 64]).
     "Sub": OpSupport(EXACT, "any broadcast; a - b = a + neg(b) (exact negation table)"),
-    "Min": OpSupport(EXACT, "two inputs; min(a, b) = -max(-a, -b)"),
+    "Min": OpSupport(EXACT, "any number of inputs, any broadcast; min(a, b) = -max(-a, -b)"),
     "Abs": OpSupport(EXACT, "exact PWL"),
     "Neg": OpSupport(EXACT, "exact PWL"),
     "Clip": OpSupport(EXACT, "constant min/max: exact 3-segment PWL"),

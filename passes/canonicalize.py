@@ -1,8 +1,9 @@
 """Canonicalize an imported model into the forms the partitioner matches.
 
-Rewrites inference batch norm as a scale and shift (numpy), decomposes what else TVM
-decomposes for inference, folds constants (so transposed weights become plain
-constants), folds per-channel scale/shift into the GEMM anchors, and drops dead bindings.
+Rewrites inference batch norm as a scale and shift (numpy) and variadic Max / Min / Sum / Mean
+as pairwise binary ops, decomposes what else TVM decomposes for inference, folds constants (so
+transposed weights become plain constants), folds per-channel scale/shift into the GEMM
+anchors, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tvm import relax
 
 from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_scale_shift import FoldScaleShift
+from .pairwise_variadic import PairwiseVariadicOps
 from .simplify_batch_norm import SimplifyBatchNorm
 
 
@@ -18,6 +20,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
             SimplifyBatchNorm(),
+            PairwiseVariadicOps(),
             DecomposeRMSNorm(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),

@@ -51,7 +51,7 @@ def host_ops(mod: tvm.IRModule) -> list[tuple[str, str]]:
 
 def _where(binding) -> str:
     node = source_node(binding.value)
-    return f"node {node}" if node is not None else binding.var.name
+    return f"node '{node}'" if node is not None else f"binding '{binding.var.name}'"
 
 
 @tvm.transform.module_pass(opt_level=0, name="nm.VerifyGemmOnly")
@@ -64,8 +64,8 @@ class VerifyGemmOnly:
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         leftover = host_ops(mod)
         if leftover and self.strict:
-            listing = ", ".join(f"{op} (at '{var}')" for var, op in leftover)
+            listing = ", ".join(f"{op} ({where})" for where, op in leftover)
             raise NotGemmOnlyError(
                 f"{len(leftover)} operator(s) are not supported by the accelerator: {listing}. "
                 "Pass strict=False to run them on the host CPU instead.")
-        return mod.with_attr("nm.host_ops", [f"{var}:{op}" for var, op in leftover])
+        return mod.with_attr("nm.host_ops", [f"{where}:{op}" for where, op in leftover])

@@ -169,3 +169,13 @@ def test_concat_and_slice_as_data_movement(rng):
                               "b": rng.standard_normal((2, 6, 5, 4)).astype(np.float32)},
                       macs=False)
     assert [layer["kind"] for layer in compiled.layers] == ["nm.concat", "nm.strided_slice"]
+
+
+@pytest.mark.parametrize("op", ["Max", "Min", "Sum", "Mean"])
+def test_variadic_elementwise_with_broadcast(rng, op):
+    """TVM imports these as stack + reduce; they run as pairwise accelerator ops."""
+    shapes = {"a": [2, 3, 4], "b": [3, 4], "c": [2, 1, 4]}
+    proto = _model([helper.make_node(op, ["a", "b", "c"], ["y"])], shapes, [2, 3, 4])
+    compiled = _check(proto, {k: rng.standard_normal(s).astype(np.float32)
+                              for k, s in shapes.items()}, macs=False)
+    assert len(compiled.layers) == 2  # two pairwise steps (Mean's 1/n rides on the second)
