@@ -1,0 +1,149 @@
+"""DMA data movement: double-buffered LOAD/STORE staging through the scratchpad, strided views
+of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose). The GEMM
+and vector layers stage their im2col gathers, broadcasts and padding with the same helpers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+
+from ..hardware import HardwareConfig
+from ..isa import Mem, Op, Queue, bit
+from .layer import AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes, _split
+
+
+# ----------------------------------------------------------------- DMA staging (load -> store)
+@dataclass
+class Copy:
+    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes)."""
+
+    src: int
+    src_row_stride: int
+    src_col_stride: int
+    dst: int
+    dst_row_stride: int
+    dst_col_stride: int
+    rows: int
+    cols: int
+
+
+def staging_rows(hw: HardwareConfig) -> int:
+    """Rows per staging buffer (two buffers alternate so loads overlap stores)."""
+    return hw.sp_rows // 2
+
+
+def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False) -> bool:
+    """Double-buffered LOAD/STORE pairs; tokens: load->store 'ready', store->load 'free'.
+
+    Stores signal the load queue only for buffers a later copy reuses, so no token is left
+    over; with ``handoff`` the last store also signals, and the caller's next load must wait
+    for it (DRAM written here and read next is then ordered in time too). Returns whether a
+    hand-off token is pending.
+    """
+    half = staging_rows(layer.hw)
+    n = len(copies)
+    for j, cp in enumerate(copies):
+        if cp.rows > half or cp.cols > layer.hw.dim:
+            raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
+        row = (j % 2) * half
+        frees = j + 2 < n or (handoff and j == n - 1)
+        layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if j >= 2 else 0, signal=bit(Queue.STORE),
+                     dst_mem=Mem.SCRATCHPAD, dst_row=row, dram_addr=cp.src, rows=cp.rows,
+                     cols=cp.cols, row_stride=cp.src_row_stride, col_stride=cp.src_col_stride)
+        layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD) if frees else 0,
+                     src_mem=Mem.SCRATCHPAD, src_row=row, dram_addr=cp.dst, rows=cp.rows,
+                     cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
+    return handoff and n > 0
+
+
+def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
+                 dst_strides=None) -> list[Copy]:
+    """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
+    element strides ``src_strides`` (one per output dim; 0 broadcasts): transposes, broadcasts,
+    slices and concatenation are all such views."""
+    out_shape = tuple(out_shape) if len(out_shape) else (1,)
+    src_strides = list(src_strides) if len(src_strides) else [0]
+    dst_strides = list(dst_strides) if dst_strides is not None else _dense_strides(out_shape)
+    if len(out_shape) == 1:
+        out_shape = (1,) + out_shape
+        src_strides, dst_strides = [0] + src_strides, [0] + dst_strides
+    r2, c2 = out_shape[-2:]
+    copies = []
+    for idx in np.ndindex(*out_shape[:-2]):
+        src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
+        dst0 = sum(i * st for i, st in zip(idx, dst_strides[:-2]))
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
+            copies.append(Copy(
+                src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * 4,
+                src_row_stride=src_strides[-2] * 4, src_col_stride=src_strides[-1] * 4,
+                dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
+                dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
+                rows=r1 - r0, cols=c1 - c0))
+    return copies
+
+
+def _dense_strides(shape) -> list[int]:
+    return [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
+
+
+def _broadcast_strides(shape, out_shape) -> list[int]:
+    """Element strides of ``shape`` read as ``out_shape`` (numpy broadcasting; 0 repeats)."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    dense = _dense_strides(shape)
+    return [0 if d == 1 and o != 1 else st for d, o, st in zip(shape, out_shape, dense)]
+
+
+def concat_program(hw: HardwareConfig, layer_id: int, operands: list, axis: int) -> AcceleratorCall:
+    """Concatenation as DMA: each input (a tensor :class:`Param` or a constant array, with its
+    shape) is copied into its slab of the output."""
+    shapes = [tuple(int(v) for v in sh) for _, sh in operands]
+    rank = len(shapes[0])
+    axis %= rank
+    out_shape = list(shapes[0])
+    out_shape[axis] = sum(sh[axis] for sh in shapes)
+    out_shape = tuple(out_shape)
+    layer = _Layer(hw, layer_id)
+    srcs = [layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
+            for value, sh in operands]
+    out = layer.output(out_shape)
+    out_strides = _dense_strides(out_shape)
+    copies, offset = [], 0
+    for src, sh in zip(srcs, shapes):
+        if int(np.prod(sh)):
+            copies += _view_copies(hw, src, _dense_strides(sh), out + offset * out_strides[axis] * 4,
+                                   sh, out_strides)
+        offset += sh[axis]
+    _emit_staged_copies(layer, copies)
+    return layer.finish(out_shape, macs=0)
+
+
+def strided_slice_program(hw: HardwareConfig, layer_id: int, x_shape, begin, end,
+                          step) -> AcceleratorCall:
+    """A slice (positive steps) as one strided DMA view of the input, stored densely."""
+    x_shape = tuple(int(v) for v in x_shape)
+    if any(st <= 0 for st in step):
+        raise CodegenError(f"slice with step {list(step)}: only positive steps are supported")
+    out_shape = tuple(max(0, _ceil(e - b, st)) for b, e, st in zip(begin, end, step))
+    in_strides = _dense_strides(x_shape)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    base = x + sum(b * s_ for b, s_ in zip(begin, in_strides)) * 4
+    if int(np.prod(out_shape)):
+        _emit_staged_copies(layer, _view_copies(
+            hw, base, [s_ * st for s_, st in zip(in_strides, step)], out, out_shape))
+    return layer.finish(out_shape, macs=0)
+
+
+def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> AcceleratorCall:
+    """``permute_dims`` as strided DMA: each output 2-D slab is gathered then stored densely."""
+    x_shape = tuple(int(v) for v in x_shape)
+    axes = [a % len(x_shape) for a in axes]
+    out_shape = tuple(x_shape[a] for a in axes)
+    in_strides = _dense_strides(x_shape)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x, [in_strides[a] for a in axes], out, out_shape))
+    return layer.finish(out_shape, macs=0)
