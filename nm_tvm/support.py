@@ -44,7 +44,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "BatchNormalization": OpSupport(EXACT, "inference mode; folded into the preceding "
                                            "Conv / MatMul (or a per-channel scale+shift)",
                                     constant_inputs=(1, 2, 3, 4)),
-    "AveragePool": OpSupport(EXACT, "2-D, unpadded, ceil_mode=0"),
+    "AveragePool": OpSupport(EXACT, "2-D, ceil_mode=0; padded: a depthwise conv with 1/k^2 "
+                                    "weights (then a per-position rescale unless "
+                                    "count_include_pad)"),
     "GlobalAveragePool": OpSupport(EXACT, "2-D (NCHW)"),
     "Flatten": OpSupport(EXACT, "view"),
     "Reshape": OpSupport(EXACT, "view; constant shape", constant_inputs=(1,)),

@@ -98,11 +98,11 @@ def test_unsupported_operator_that_the_importer_cannot_import():
 
 
 def test_unsupported_attribute_of_a_claimed_operator_is_a_compile_error():
-    # Padded average pooling (a per-position divisor) has no accelerator mapping yet.
-    node = helper.make_node("AveragePool", ["x"], ["y"], name="padded_pool", kernel_shape=[3, 3],
-                            pads=[1, 1, 1, 1])
-    with pytest.raises(NotGemmOnlyError, match="avg_pool2d"):
-        nm_tvm.compile(_model([node], {"x": [1, 4, 6, 6]}, [1, 4, 6, 6]))
+    # ceil_mode pooling (windows hanging over the edge) has no accelerator mapping yet.
+    node = helper.make_node("AveragePool", ["x"], ["y"], name="ceil_pool", kernel_shape=[3, 3],
+                            strides=[2, 2], ceil_mode=1)
+    with pytest.raises(NotGemmOnlyError, match="avg_pool2d \\(node 'ceil_pool'\\)"):
+        nm_tvm.compile(_model([node], {"x": [1, 4, 6, 6]}, [1, 4, 3, 3]))
 
 
 def test_host_fallback_reports_what_ran_where():

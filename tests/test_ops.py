@@ -179,3 +179,18 @@ def test_variadic_elementwise_with_broadcast(rng, op):
     compiled = _check(proto, {k: rng.standard_normal(s).astype(np.float32)
                               for k, s in shapes.items()}, macs=False)
     assert len(compiled.layers) == 2  # two pairwise steps (Mean's 1/n rides on the second)
+
+
+@pytest.mark.parametrize("include_pad", [0, 1])
+@pytest.mark.parametrize("kernel, stride, pads", [(3, 1, [1, 1, 1, 1]), (3, 2, [1, 0, 2, 1]),
+                                                  (2, 2, [0, 1, 0, 1])])
+def test_padded_average_pool(rng, include_pad, kernel, stride, pads):
+    """Padded pooling runs as a depthwise conv (1/k^2 weights); without count_include_pad each
+    output is rescaled by k^2 / (real inputs in its window)."""
+    size = 7
+    oh = (size + pads[0] + pads[2] - kernel) // stride + 1
+    ow = (size + pads[1] + pads[3] - kernel) // stride + 1
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[kernel] * 2,
+                            strides=[stride] * 2, pads=pads, count_include_pad=include_pad)
+    proto = _model([node], {"x": [2, 3, size, size]}, [2, 3, oh, ow])
+    _check(proto, {"x": rng.standard_normal((2, 3, size, size)).astype(np.float32)}, macs=False)
