@@ -13,6 +13,7 @@ from rich.table import Table
 import nm_tvm
 from nm_tvm import frontend
 from nm_tvm.models import analytic_macs, small_cnn
+from nm_tvm.profile_report import print_table
 from nm_tvm.validate import compare, onnx_runtime_outputs
 
 
@@ -21,7 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", default=nm_tvm.DEFAULT_TARGET,
                         help="nm/<preset> or a hardware JSON file (default: %(default)s)")
     args = parser.parse_args(argv)
-    console = Console(width=max(130, Console().width))
+    console = Console(width=max(180, Console().width))
     model = small_cnn()
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
 
@@ -67,15 +68,7 @@ def main(argv=None) -> int:
     console.print(totals)
     console.print(f"[dim]energy table: {summary['energy_source']}[/]")
 
-    layers = Table(title="Per layer")
-    rows = stats.per_layer_rows()
-    for col in rows[0]:
-        layers.add_column(col, justify="left" if col in ("layer", "kind") else "right")
-    for row in rows:
-        layers.add_row(*[f"{v:.1%}" if k == "pe_utilization" else
-                         f"{v:.3f}" if isinstance(v, float) else
-                         f"{v:,}" if isinstance(v, int) else str(v) for k, v in row.items()])
-    console.print(layers)
+    print_table(console, stats, title="Per layer (named as in the ONNX model)")
     ok = result.max_rel_err <= (1e-5 if hw.operand_dtype == "float32" else 5e-2)
     ok = ok and summary["macs"] == macs_model
     console.print("[green]PASS[/]" if ok else "[red]FAIL[/]")

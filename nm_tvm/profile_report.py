@@ -62,16 +62,30 @@ def _fmt(key: str, value) -> str:
     return str(value)
 
 
+# Short terminal headers for the CSV column names.
+_HEADERS = {"pe_utilization": "PE util", "dram_bytes": "DRAM B", "sp_bytes": "SP B",
+            "acc_bytes": "ACC B", "energy_uj": "uJ",
+            "stall_dma": "stall DMA", "stall_dep": "stall dep", "stall_full": "stall buf",
+            "stall_queue": "stall queue"}
+
+
 def print_table(console, stats: RunStats, title: str = "Per layer (one inference)") -> None:
     from rich.table import Table
 
     rows = rows_with_total(stats)
     columns = [c for c in rows[0] if c != "source_nodes"]  # in the CSV and JSON: too wide here
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
-    for i, row in enumerate(rows):
-        table.add_row(*[_fmt(k, row[k]) for k in columns], end_section=i == len(rows) - 2)
+    cells = [[_fmt(k, row[k]).removeprefix("nm.") if k == "kind" else _fmt(k, row[k])
+              for k in columns] for row in rows]
+    for j, col in enumerate(columns):
+        if col in ("layer", "kind"):  # names keep some width (folded past it); numbers squeeze
+            width = max(len(r[j]) for r in cells)
+            table.add_column(col, min_width=min(width, 32 if col == "layer" else 14),
+                             overflow="fold")
+        else:
+            table.add_column(_HEADERS.get(col, col), justify="right")
+    for i, row in enumerate(cells):
+        table.add_row(*row, end_section=i == len(rows) - 2)
     console.print(table)
     s = stats.summary()
     console.print(

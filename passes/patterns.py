@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from itertools import product
 
-import tvm
 from tvm import relax
 
 from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard

@@ -26,7 +26,7 @@ def consoles():
 
     out = Console(soft_wrap=True)
     if not out.is_terminal:  # files and pipes: wide tables, no wrapping
-        out = Console(soft_wrap=True, width=160)
+        out = Console(soft_wrap=True, width=180)
     return out, Console(stderr=True)
 
 
