@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import nm_tvm
-import nm_tvm.target.codegen
 from nm_tvm.validate import onnx_runtime_outputs
 
 F32 = np.float32

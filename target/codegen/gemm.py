@@ -114,7 +114,7 @@ def _load_relu_table(layer: _Layer) -> int:
     return len(RELU_TABLE)
 
 
-# ------------------------------------------------------------------------------- layer kinds
+# ---------------------------------------------------------------------------- GEMM layers
 @dataclass
 class Conv2dAttrs:
     strides: tuple
