@@ -15,21 +15,17 @@ from pathlib import Path
 from nm_tvm.report import STALL_LABELS, RunStats, energy_pj, stalls
 
 
-def total_row(stats: RunStats) -> dict:
-    s = stats.summary()
-    return {"layer": "TOTAL", "kind": "", "source_nodes": "", "cycles": s["cycles"],
-            **{f"stall_{c}": s[f"stall_{c}"] for c in STALL_LABELS},
-            "macs": s["macs"], "pe_utilization": s["pe_utilization"],
-            "dram_bytes": s["dram_bytes"], "sp_bytes": s["sp_bytes"], "acc_bytes": s["acc_bytes"],
-            "energy_uj": s["energy_uj"]}
+def rows_with_total(stats: RunStats, by_node: bool = False) -> list[dict]:
+    """Per-layer (or, ``by_node``, per source node) rows and a TOTAL row."""
+    rows = stats.per_node_rows() if by_node else stats.per_layer_rows()
+    name = "node" if by_node else "layer"
+    total = {k: "" for k in rows[0]} if rows else {}
+    total.update({name: "TOTAL", **stats.figures(stats.totals)})
+    return rows + [total]
 
 
-def rows_with_total(stats: RunStats) -> list[dict]:
-    return stats.per_layer_rows() + [total_row(stats)]
-
-
-def write_csv(stats: RunStats, path: str | Path) -> None:
-    rows = rows_with_total(stats)
+def write_csv(stats: RunStats, path: str | Path, by_node: bool = False) -> None:
+    rows = rows_with_total(stats, by_node)
     with open(path, "w", newline="") as fh:
         fh.write(f"# target {stats.hw.name}; energy table: {stats.hw.energy_source}\n")
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -45,7 +41,8 @@ def to_json(stats: RunStats) -> dict:
                        "energy_pj": energy_pj(layer.counters, stats.hw)})
     return {"target": stats.hw.summary(), "energy_source": stats.hw.energy_source,
             "energy_table": stats.hw.energy, "summary": stats.summary(),
-            "energy_pj": stats.energy, "totals": stats.totals, "layers": layers}
+            "energy_pj": stats.energy, "totals": stats.totals, "layers": layers,
+            "nodes": stats.per_node_rows()}
 
 
 def write_json(stats: RunStats, path: str | Path) -> None:
@@ -69,18 +66,19 @@ _HEADERS = {"pe_utilization": "PE util", "dram_bytes": "DRAM B", "sp_bytes": "SP
             "stall_queue": "stall queue"}
 
 
-def print_table(console, stats: RunStats, title: str = "Per layer (one inference)") -> None:
+def print_table(console, stats: RunStats, title: str = "Per layer (one inference)",
+                by_node: bool = False) -> None:
     from rich.table import Table
 
-    rows = rows_with_total(stats)
+    rows = rows_with_total(stats, by_node)
     columns = [c for c in rows[0] if c != "source_nodes"]  # in the CSV and JSON: too wide here
     table = Table(title=title)
     cells = [[_fmt(k, row[k]).removeprefix("nm.") if k == "kind" else _fmt(k, row[k])
               for k in columns] for row in rows]
     for j, col in enumerate(columns):
-        if col in ("layer", "kind"):  # names keep some width (folded past it); numbers squeeze
+        if col in ("layer", "node", "kind"):  # names keep some width (folded past it)
             width = max(len(r[j]) for r in cells)
-            table.add_column(col, min_width=min(width, 32 if col == "layer" else 14),
+            table.add_column(col, min_width=min(width, 14 if col == "kind" else 32),
                              overflow="fold")
         else:
             table.add_column(_HEADERS.get(col, col), justify="right")

@@ -59,6 +59,7 @@ class LayerStats:
     counters: dict
     analytic_macs: int
     source_nodes: list[str] = field(default_factory=list)  # the source-model nodes it runs
+    node: str = ""  # the name shared by the layers of one source node (``name`` without /k)
 
 
 @dataclass
@@ -92,23 +93,37 @@ class RunStats:
     def latency_s(self) -> float:
         return self.cycles / (self.hw.clock_mhz * 1e6)
 
+    def figures(self, c: dict) -> dict:
+        """The report columns of one set of counters (a layer, or several summed)."""
+        peak = c["cycles"] * self.hw.dim * self.hw.dim
+        return {
+            "cycles": c["cycles"],
+            **{k: v for k, v in stalls(c).items() if k.startswith("stall_")},
+            "macs": c["macs"], "pe_utilization": c["macs"] / peak if peak else 0.0,
+            "dram_bytes": c["dram_read_bytes"] + c["dram_write_bytes"],
+            "sp_bytes": c["sp_read_bytes"] + c["sp_write_bytes"],
+            "acc_bytes": c["acc_read_bytes"] + c["acc_write_bytes"],
+            "energy_uj": sum(energy_pj(c, self.hw).values()) * 1e-6,
+        }
+
     def per_layer_rows(self) -> list[dict]:
-        """SCALE-Sim-style plain rows, one per layer."""
-        rows = []
+        """SCALE-Sim-style plain rows, one per layer (accelerator call)."""
+        return [{"layer": layer.name, "kind": layer.kind,
+                 "source_nodes": " + ".join(layer.source_nodes), **self.figures(layer.counters)}
+                for layer in self.layers]
+
+    def per_node_rows(self) -> list[dict]:
+        """One row per source-model node: the layers a decomposed node became (a LayerNorm's
+        mean, subtract, ..., steps) summed, in order of first appearance."""
+        groups: dict[str, list[LayerStats]] = {}
         for layer in self.layers:
-            c = layer.counters
-            energy = sum(energy_pj(c, self.hw).values())
-            peak = c["cycles"] * self.hw.dim * self.hw.dim
-            rows.append({
-                "layer": layer.name, "kind": layer.kind,
-                "source_nodes": " + ".join(layer.source_nodes), "cycles": c["cycles"],
-                **{k: v for k, v in stalls(c).items() if k.startswith("stall_")},
-                "macs": c["macs"], "pe_utilization": c["macs"] / peak if peak else 0.0,
-                "dram_bytes": c["dram_read_bytes"] + c["dram_write_bytes"],
-                "sp_bytes": c["sp_read_bytes"] + c["sp_write_bytes"],
-                "acc_bytes": c["acc_read_bytes"] + c["acc_write_bytes"],
-                "energy_uj": energy * 1e-6,
-            })
+            groups.setdefault(layer.node or layer.name, []).append(layer)
+        rows = []
+        for node, layers in groups.items():
+            summed = {k: sum(layer.counters[k] for layer in layers) for k in COUNTERS}
+            kinds = dict.fromkeys(layer.kind.removeprefix("nm.") for layer in layers)
+            rows.append({"node": node, "kind": " ".join(kinds), "layers": len(layers),
+                         **self.figures(summed)})
         return rows
 
     @property

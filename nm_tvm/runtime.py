@@ -88,7 +88,8 @@ class CompiledModel:
                                                "macs": 0})
             counters = {k: int(rec[k]) for k in STAT_FIELDS if k != "layer_id"}
             stats.layers.append(LayerStats(rec["layer_id"], meta["name"], meta["kind"], counters,
-                                           meta["macs"], meta.get("source_nodes", [])))
+                                           meta["macs"], meta.get("source_nodes", []),
+                                           meta.get("node", meta["name"])))
         return stats
 
     def placement(self) -> dict[str, list[str]]:

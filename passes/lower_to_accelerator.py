@@ -88,11 +88,12 @@ def _is_pwl(call) -> bool:
 
 
 def _unique_names(layers: list[dict]) -> None:
-    """Number the layers that share a source node (a decomposed softmax is several layers)."""
+    """Number the layers that share a source node (a decomposed softmax is several layers);
+    ``node`` keeps the shared name, for reports per source node."""
     counts = Counter(layer["name"] for layer in layers)
     seen: Counter = Counter()
     for layer in layers:
-        base = layer["name"]
+        base = layer["node"] = layer["name"]
         if counts[base] > 1:
             layer["name"] = f"{base}/{seen[base]}"
             seen[base] += 1

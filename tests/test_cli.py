@@ -1,4 +1,5 @@
 """nm-tvmc as a user runs it: a subprocess per command, exit codes, one-line errors."""
+import json
 import subprocess
 import sys
 
@@ -152,3 +153,22 @@ def test_unsupported_op_in_strict_mode_exits_1(tmp_path):
                    "--allow-host-fallback")
     assert proc.returncode == 0, proc.stderr
     assert "sin" in proc.stdout
+
+
+def test_profile_writes_reports_per_layer_and_per_node(tmp_path, capsys):
+    from nm_tvm.cli import main
+
+    csv_path, json_path = tmp_path / "layers.csv", tmp_path / "report.json"
+    assert main(["profile", "zoo:bert_tiny", "--csv", str(csv_path), "--json", str(json_path),
+                 "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings.LayerNorm/7" in out and "full queue" in out
+    layers = csv_path.read_text().splitlines()
+    assert layers[1].startswith("layer,kind,source_nodes,cycles")
+    report = json.loads(json_path.read_text())
+    assert {"layers", "nodes", "summary"} <= set(report)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "cycles.png", "energy.png", "roofline.png"]
+    assert main(["profile", "zoo:bert_tiny", "--by-node", "--csv", str(csv_path)]) == 0
+    nodes = csv_path.read_text().splitlines()
+    assert nodes[1].startswith("node,kind,layers,cycles") and len(nodes) < len(layers)

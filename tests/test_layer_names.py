@@ -153,3 +153,25 @@ def test_per_layer_compares_each_layer_with_its_nodes_output():
     dense = matches["encoder.layer.0.output.dense.matmul"]  # matmul + bias + residual
     assert dense.onnx_tensor == output_of["encoder.layer.0.res2"] and dense.ok
     assert first_divergence(list(matches.values())) is None
+
+
+def test_per_node_rows_sum_the_layers_of_each_source_node(tmp_path):
+    proto = bert_tiny(seq=8)
+    compiled = nm_tvm.compile(proto)
+    compiled.run({"embeddings": np.random.default_rng(0).standard_normal((1, 8, 128))
+                  .astype(F32)})
+    stats = compiled.stats
+    nodes = {row["node"]: row for row in stats.per_node_rows()}
+    norm = "encoder.layer.1.output.LayerNorm"
+    steps = [layer for layer in stats.layers if layer.node == norm]
+    assert nodes[norm]["layers"] == len(steps) == 8
+    assert nodes[norm]["cycles"] == sum(layer.counters["cycles"] for layer in steps)
+    assert nodes[norm]["macs"] == sum(layer.counters["macs"] for layer in steps) > 0
+    assert sum(row["cycles"] for row in nodes.values()) == stats.cycles
+    assert len(nodes) < len(stats.layers)  # decomposed nodes are one row each
+    path = tmp_path / "nodes.csv"
+    write_csv(stats, path, by_node=True)
+    with open(path) as fh:
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    assert rows[-1]["node"] == "TOTAL" and int(rows[-1]["cycles"]) == stats.cycles
+    assert [r["node"] for r in rows[:-1]] == list(nodes)

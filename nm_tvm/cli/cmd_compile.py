@@ -9,6 +9,7 @@ import numpy as np
 
 from .common import EXIT_OK, CliError, compile_model, host_note, spinner
 
+
 def _programs(offloaded) -> dict[int, np.ndarray]:
     """{layer id: program} from the ``nm_accel.run`` calls of the offloaded module."""
     from tvm import relax

@@ -10,10 +10,12 @@ import numpy as np
 from .common import EXIT_OK, compile_model, host_note, load_artifact, run_model
 from .inputs import read_inputs
 
-def _print_profile(console, compiled) -> None:
+
+def _print_profile(console, compiled, by_node: bool = False) -> None:
     from nm_tvm.profile_report import print_table
 
-    print_table(console, compiled.stats)
+    title = "Per source node (one inference)" if by_node else "Per layer (one inference)"
+    print_table(console, compiled.stats, title, by_node)
     console.print(host_note(compiled))
 
 
@@ -32,7 +34,6 @@ def _print_top(console, compiled, outputs, n: int, preprocess: str | None) -> No
         items = ", ".join(f"{labels[i] if labels and i < len(labels) else i}: {flat[i]:.5g}"
                           for i in top)
         console.print(f"{name} top-{min(n, flat.size)}: {items}")
-
 
 
 def cmd_run(args, console, err_console) -> int:
@@ -69,7 +70,7 @@ def cmd_profile(args, console, err_console) -> int:
     from nm_tvm import profile_report
 
     if args.csv:
-        profile_report.write_csv(compiled.stats, args.csv)
+        profile_report.write_csv(compiled.stats, args.csv, args.by_node)
         console.print(f"wrote {args.csv}")
     if args.json:
         profile_report.write_json(compiled.stats, args.json)
@@ -78,5 +79,5 @@ def cmd_profile(args, console, err_console) -> int:
         paths = profile_report.write_plots(compiled.stats, args.plots,
                                            title=Path(args.model).stem)
         console.print(f"wrote {', '.join(str(p) for p in paths)}")
-    _print_profile(console, compiled)
+    _print_profile(console, compiled, args.by_node)
     return EXIT_OK

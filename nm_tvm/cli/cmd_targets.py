@@ -5,6 +5,7 @@ import json
 
 from .common import EXIT_OK
 
+
 def cmd_targets(args, console, _err_console) -> int:
     from rich.table import Table
 

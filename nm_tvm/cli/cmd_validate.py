@@ -4,6 +4,7 @@ from __future__ import annotations
 from .common import EXIT_FAIL, EXIT_OK, CliError, compile_model, host_note, progress_bar, run_model
 from .inputs import read_inputs
 
+
 def cmd_validate(args, console, err_console) -> int:
     from rich.table import Table
 

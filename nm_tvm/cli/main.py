@@ -35,7 +35,8 @@ exit code 1 when any output (or, with --per-layer, any layer) is over the tolera
     "profile": """examples:
   nm-tvmc profile model.onnx --target nm/bf16-32x32
   nm-tvmc profile model.tar --inputs in.npz --csv layers.csv
-  nm-tvmc profile model.onnx --json report.json --plots plots/""",
+  nm-tvmc profile model.onnx --json report.json --plots plots/
+  nm-tvmc profile zoo:bert_tiny --by-node --csv nodes.csv""",
     "targets": """examples:
   nm-tvmc targets
   nm-tvmc targets --json""",
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile_options(p, with_output=False)
     p.set_defaults(func=cmd_profile)
     p.add_argument("--csv", help="also write the per-layer rows (and a total row) to this CSV")
+    p.add_argument("--by-node", action="store_true",
+                   help="one row per source-model node (a decomposed LayerNorm or softmax "
+                        "summed over its layers) in the table and the CSV")
     p.add_argument("--json", help="also write the full report (counters, energy) as JSON")
     p.add_argument("--plots", metavar="DIR",
                    help="write cycles.png, energy.png and roofline.png to this folder")
