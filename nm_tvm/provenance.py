@@ -48,7 +48,6 @@ def inherit_span(expr, span):
     return relax.Call(expr.op, args, expr.attrs, expr.ty_args, span=span)
 
 
-
 def respan_bindings(func: relax.Function, span_of) -> relax.Function:
     """``func`` with the call of each binding re-spanned to ``span_of(binding)`` (None: kept).
     Variables are kept, so the rest of the function needs no rewriting."""

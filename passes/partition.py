@@ -22,7 +22,8 @@ _AUTO_VAR_NAME = re.compile(r"^(lv|gv)\d*(_\d+)?$")
 
 
 def _recording(pattern: FusionPattern, groups: list) -> FusionPattern:
-    """``pattern`` whose check also records each accepted group as (root var, kind, name, nodes)."""
+    """``pattern`` whose check also records each accepted group:
+    (root variable, pattern name, anchor call, matched calls, anchor variable)."""
 
     def check(context) -> bool:
         if pattern.check is not None and not pattern.check(context):
@@ -67,21 +68,19 @@ class PartitionForAccelerator:
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         groups: list = []
         table = [_recording(p, groups) for p in pattern_table()]
-        where: dict = {}  # binding var -> (function, position)
+        where: dict = {}  # binding variable or value -> (function name, binding index)
         for gv, func in mod.functions.items():
             if isinstance(func, relax.Function):
                 bindings = [b for block in func.body.blocks for b in block.bindings]
                 where.update((b.var, (gv.name_hint, i)) for i, b in enumerate(bindings))
                 where.update((b.value, (gv.name_hint, i)) for i, b in enumerate(bindings))
+        position = lambda e: where.get(e, ("", -1))
         partitioned = relax.transform.FuseOpsByPattern(table, bind_constants=True,
                                                        annotate_codegen=True)(mod)
-        order = lambda e: where.get(e, ("", -1))[1]
-        by_function: dict = {}
-        for root, kind, anchor, calls, anchor_var in sorted(groups,
-                                                            key=lambda g: where.get(g[0], ("", -1))):
-            fname = where.get(root, ("", -1))[0]
-            by_function.setdefault(fname, []).append(
-                (kind, layer_span(*_layer_source(anchor, calls, anchor_var, order))))
+        by_function: dict = {}  # function name -> [(pattern name, layer span)] in binding order
+        for root, kind, anchor, calls, anchor_var in sorted(groups, key=lambda g: position(g[0])):
+            source = _layer_source(anchor, calls, anchor_var, lambda e: position(e)[1])
+            by_function.setdefault(position(root)[0], []).append((kind, layer_span(*source)))
         for gv, func in list(partitioned.functions.items()):
             if not isinstance(func, relax.Function) or (func.attrs and "Codegen" in func.attrs):
                 continue
