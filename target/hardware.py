@@ -26,7 +26,8 @@ class HardwareConfigError(ValueError):
     """A hardware description is malformed or inconsistent; the message names the field."""
 
 
-MAX_QUEUE_DEPTH = 1 << 16  # the simulator's limit (target/csrc/program.h, kMaxQueueDepth)
+# The simulator's limit for queue depth and DMAs in flight (target/csrc/program.h).
+MAX_QUEUE_DEPTH = 1 << 16
 
 
 def _get(obj: dict, path: str) -> Any:
@@ -70,6 +71,7 @@ class HardwareConfig:
     dram_bw: int
     dram_latency: int
     queue_depth: int
+    dma_in_flight: int
     clock_mhz: float
     energy: dict
     energy_source: str
@@ -96,7 +98,7 @@ class HardwareConfig:
                              pwl_entries=self.pwl_entries, operand_dtype=self.operand_dtype,
                              dram_bytes=self.dram_bytes, dram_bw=self.dram_bw,
                              dram_latency=self.dram_latency, dataflow=self.dataflow,
-                             queue_depth=self.queue_depth)
+                             queue_depth=self.queue_depth, dma_in_flight=self.dma_in_flight)
 
     def summary(self) -> dict:
         return {"name": self.name, "pe_array": f"{self.dim}x{self.dim}", "dataflow": self.dataflow,
@@ -104,7 +106,8 @@ class HardwareConfig:
                 "scratchpad_kib": self.scratchpad_kib, "accumulator_kib": self.accumulator_kib,
                 "pwl_entries": self.pwl_entries, "dram_mib": self.dram_mib,
                 "dram_bw_bytes_per_cycle": self.dram_bw, "dram_latency_cycles": self.dram_latency,
-                "queue_depth": self.queue_depth, "clock_mhz": self.clock_mhz}
+                "queue_depth": self.queue_depth, "dma_in_flight": self.dma_in_flight,
+                "clock_mhz": self.clock_mhz}
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<dict>") -> "HardwareConfig":
@@ -132,6 +135,7 @@ class HardwareConfig:
                 dram_bw=int(_positive(raw, "memories.dram_bandwidth_bytes_per_cycle", integer=True)),
                 dram_latency=int(_positive(raw, "memories.dram_latency_cycles", integer=True)),
                 queue_depth=int(_positive(raw, "control.queue_depth", integer=True)),
+                dma_in_flight=int(_positive(raw, "control.dma_in_flight", integer=True)),
                 clock_mhz=_positive(raw, "clock_mhz"),
                 energy={f: float(_positive(raw, f"energy.{f}")) for f in ENERGY_FIELDS},
                 energy_source=str(_get(raw, "energy.source")),
@@ -150,10 +154,11 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"{source}: field 'memories.accumulator_kib' ({cfg.accumulator_kib}) holds only "
                 f"{cfg.acc_rows} rows; at least {3 * cfg.dim} are needed")
-        if cfg.queue_depth > MAX_QUEUE_DEPTH:
-            raise HardwareConfigError(
-                f"{source}: field 'control.queue_depth' ({cfg.queue_depth}) must be at most "
-                f"{MAX_QUEUE_DEPTH}")
+        for field in ("queue_depth", "dma_in_flight"):
+            if getattr(cfg, field) > MAX_QUEUE_DEPTH:
+                raise HardwareConfigError(
+                    f"{source}: field 'control.{field}' ({getattr(cfg, field)}) must be at most "
+                    f"{MAX_QUEUE_DEPTH}")
         if cfg.pwl_entries < 2:
             raise HardwareConfigError(
                 f"{source}: field 'memories.pwl_table_entries' must be >= 2 (ReLU needs 2)")
@@ -191,7 +196,7 @@ class HardwareConfig:
                          "pwl_table_entries": self.pwl_entries, "dram_mib": self.dram_mib,
                          "dram_bandwidth_bytes_per_cycle": self.dram_bw,
                          "dram_latency_cycles": self.dram_latency},
-            "control": {"queue_depth": self.queue_depth},
+            "control": {"queue_depth": self.queue_depth, "dma_in_flight": self.dma_in_flight},
             "clock_mhz": self.clock_mhz,
             "energy": {"source": self.energy_source, **self.energy},
         }

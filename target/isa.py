@@ -104,6 +104,7 @@ class MachineParams:
     dram_latency: int
     dataflow: str = "weight_stationary"
     queue_depth: int = 8
+    dma_in_flight: int = 16
 
 
 @dataclass
@@ -143,10 +144,10 @@ class ProgramBuilder:
     def encode(self) -> np.ndarray:
         m = self.machine
         header = np.zeros(HEADER_WORDS, dtype=np.int64)
-        header[:15] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
-                       m.dim, m.sp_rows, m.acc_rows, m.pwl_entries,
-                       DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency,
-                       DATAFLOW_CODES[m.dataflow], m.queue_depth]
+        header[:] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
+                     m.dim, m.sp_rows, m.acc_rows, m.pwl_entries,
+                     DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency,
+                     DATAFLOW_CODES[m.dataflow], m.queue_depth, m.dma_in_flight]
         regions = np.array([[r.base, r.size, int(r.kind), 0] for r in self.regions],
                            dtype=np.int64).reshape(-1)
         instrs = np.array(self.instrs, dtype=np.int64).reshape(-1)

@@ -14,10 +14,11 @@ LOAD, COMPUTE, STORE = bit(Queue.LOAD), bit(Queue.COMPUTE), bit(Queue.STORE)
 
 
 def machine(dim=4, sp_rows=1024, acc_rows=1024, bw=16, lat=10, dataflow="weight_stationary",
-            queue_depth=8):
+            queue_depth=8, dma_in_flight=16):
     return MachineParams(dim=dim, sp_rows=sp_rows, acc_rows=acc_rows, pwl_entries=16,
                          operand_dtype="float32", dram_bytes=1 << 26, dram_bw=bw,
-                         dram_latency=lat, dataflow=dataflow, queue_depth=queue_depth)
+                         dram_latency=lat, dataflow=dataflow, queue_depth=queue_depth,
+                         dma_in_flight=dma_in_flight)
 
 
 def run(builder, args):
@@ -100,18 +101,31 @@ def test_stall_attribution():
 
 
 # ------------------------------------------------------------- DMA pipelining and queues
-def test_back_to_back_dmas_overlap_their_latency():
-    """Independent loads stream at the DRAM bandwidth; only the last one's latency shows."""
-    dim, rows, n, bw, lat = 4, 16, 5, 16, 100
-    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat))
+def _independent_loads(n, in_flight, dim=4, rows=16, bw=16, lat=100):
+    b = ProgramBuilder(machine(dim=dim, bw=bw, lat=lat, dma_in_flight=in_flight))
     a = np.ones((n * rows, dim), F32)
     ra = b.region(a.nbytes)
     for i in range(n):
         b.emit(Op.LOAD, dst_mem=Mem.SCRATCHPAD, dst_row=i * rows, dram_addr=ra + i * rows * dim * 4,
                rows=rows, cols=dim, row_stride=dim * 4, col_stride=4)
-    _, s = run(b, [a])
-    assert s["load_busy"] == n * xfer(rows * dim, bw)
-    assert s["cycles"] == n * xfer(rows * dim, bw) + lat  # not n * (lat + xfer)
+    return run(b, [a])[1], xfer(rows * dim, bw), lat
+
+
+def test_back_to_back_dmas_overlap_their_latency():
+    """Independent loads stream at the DRAM bandwidth; only the last one's latency shows."""
+    s, x, lat = _independent_loads(5, in_flight=16)
+    assert s["load_busy"] == 5 * x
+    assert s["cycles"] == 5 * x + lat  # not 5 * (lat + x)
+    assert s["load_stall_dma"] == 0
+
+
+def test_dmas_in_flight_are_limited():
+    """Two DMAs in flight: the third waits for the first to land (a DMA stall), and so on in
+    pairs: loads start at 0, x, x+lat, 2x+lat, 2x+2lat."""
+    s, x, lat = _independent_loads(5, in_flight=2)
+    assert s["cycles"] == (2 * x + 2 * lat) + x + lat
+    assert s["load_stall_dma"] == 2 * (lat - x)
+    assert s["load_busy"] == 5 * x
 
 
 def _queue_program(depth: int):

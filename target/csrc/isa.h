@@ -32,7 +32,8 @@ enum HeaderWord : int {
   kHdrDramLatency = 12,
   kHdrDataflow = 13,       // 0 weight-stationary, 1 output-stationary
   kHdrQueueDepth = 14,     // instructions each engine's queue holds
-  kHdrReservedBegin = 15,  // word 15 must be 0
+  kHdrDmaInFlight = 15,    // DMAs one engine may have in flight (issued, data not landed)
+  kHdrReservedBegin = 16,  // no reserved words left
 };
 
 // Region record word indices.

@@ -256,6 +256,7 @@ void Program::DecodeHeader() {
   c.dram_latency = h[isa::kHdrDramLatency];
   c.dataflow = h[isa::kHdrDataflow];
   c.queue_depth = h[isa::kHdrQueueDepth];
+  c.dma_in_flight = h[isa::kHdrDmaInFlight];
 
   auto check = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) FailHeader(Str(name, " ", v, " out of range ", lo, "..", hi));
@@ -270,6 +271,7 @@ void Program::DecodeHeader() {
   check("DRAM latency", c.dram_latency, 0, kMaxDramLatency);
   check("dataflow", c.dataflow, 0, 1);
   check("queue depth", c.queue_depth, 1, kMaxQueueDepth);
+  check("DMAs in flight", c.dma_in_flight, 1, kMaxDmaInFlight);
   if (c.sp_rows * c.dim > kMaxOnChipElements || c.acc_rows * c.dim > kMaxOnChipElements) {
     FailHeader(Str("on-chip memories larger than ", kMaxOnChipElements,
                    " elements are not supported (sp_rows ", c.sp_rows, ", acc_rows ", c.acc_rows,

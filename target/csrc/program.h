@@ -34,6 +34,7 @@ constexpr int64_t kMaxOnChipElements = int64_t{1} << 26;
 constexpr int64_t kMaxPwlEntries = 1 << 16;
 constexpr int64_t kMaxDramLatency = int64_t{1} << 32;
 constexpr int64_t kMaxQueueDepth = 1 << 16;
+constexpr int64_t kMaxDmaInFlight = 1 << 16;
 
 struct MachineConfig {
   int64_t layer_id = 0;
@@ -47,6 +48,7 @@ struct MachineConfig {
   int64_t dram_latency = 0;
   int64_t dataflow = 0;  // 0 weight-stationary, 1 output-stationary
   int64_t queue_depth = 1;  // instructions each engine's queue holds
+  int64_t dma_in_flight = 1;  // DMAs one engine may have in flight
 
   // Bytes of one scratchpad element (for statistics).
   int64_t sp_elem_bytes() const { return dtype == isa::kBf16 ? 2 : 4; }

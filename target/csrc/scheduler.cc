@@ -251,14 +251,23 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
   const int queue = QueueOf(in.op());
   const int64_t free = engine_free_[queue];
   const int64_t dispatched = Dispatch(queue);
-  int binding = -1;  // the queue whose token delayed the start past free and dispatch, if any
-  const int64_t start = PopTokens(id, in, queue, std::max(free, dispatched), &binding);
+  const bool is_dma = queue != isa::kQueueCompute;
+  std::deque<int64_t>& landings = dma_landings_[queue];
+  int64_t slot = 0;  // a DMA engine with all its DMAs in flight waits for the oldest to land
+  if (is_dma && static_cast<int64_t>(landings.size()) == cfg_.dma_in_flight) {
+    slot = landings.front();
+    landings.pop_front();
+  }
+  int binding = -1;  // the queue whose token delayed the start past the rest, if any
+  const int64_t start =
+      PopTokens(id, in, queue, std::max({free, dispatched, slot}), &binding);
   if (start > free) {
     // Forward tokens (load -> compute -> store) carry data: from the load engine a DMA wait,
     // from the compute engine a dependency; backward tokens free a buffer (buffer full). With
-    // no token to blame, the instruction arrived late: the in-order dispatcher was held up by
-    // another engine's full queue.
-    const int cause = binding < 0 ? isa::kStallQueue
+    // no token to blame, the engine waited for one of its own DMAs to land (DMA), or the
+    // instruction arrived late: the in-order dispatcher was held up by another engine's full
+    // queue.
+    const int cause = binding < 0 ? (slot >= dispatched ? isa::kStallDma : isa::kStallQueue)
                       : binding > queue ? isa::kStallFull
                       : binding == isa::kQueueLoad ? isa::kStallDma : isa::kStallDep;
     Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kNumStallCauses * queue + cause),
@@ -282,6 +291,7 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
   RecordAccesses(id, spans, end);
 
   engine_free_[queue] = engine_done;
+  if (is_dma) landings.push_back(end);
   last_end_ = std::max(last_end_, end);
   for (int q = 0; q < isa::kNumQueues; ++q) {
     if (in.signal() & (int64_t{1} << q)) channels_[queue][q].push_back(end);

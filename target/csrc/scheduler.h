@@ -70,6 +70,8 @@ class Scheduler {
   bool in_loop_ = false;    // timing a LOOP_GEMM expansion
   // Per queue: start cycles of its latest `queue_depth` instructions (the queue's entries).
   std::array<std::deque<int64_t>, isa::kNumQueues> queued_starts_;
+  // Per DMA engine: completion cycles of its latest `dma_in_flight` DMAs (in order).
+  std::array<std::deque<int64_t>, isa::kNumQueues> dma_landings_;
   Channels channels_;
   Channels saved_channels_;  // the program's channels while a LOOP_GEMM runs on fresh ones
   int64_t last_end_ = 0;     // latest completion so far (total cycles)
