@@ -33,12 +33,24 @@ SENTENCES = [
 ]
 
 
-def minilm(name: str) -> dict:
+def _compiled(name: str, calibration: list):
+    """(model, compiled with calibration on the given inputs, compile seconds)."""
     model = pretrained.load(name)
-    calib = [pretrained.minilm_inputs(name, s, pretrained.TEXT_SEQ) for s in CALIBRATION_SENTENCES]
     t0 = time.perf_counter()
-    compiled = nm_tvm.compile(model.onnx, input_shapes=model.input_shapes, calibration=calib)
-    compile_s = time.perf_counter() - t0
+    compiled = nm_tvm.compile(model.onnx, input_shapes=model.input_shapes,
+                              calibration=calibration)
+    return model, compiled, time.perf_counter() - t0
+
+
+def _text_images(name: str, n: int, seed: int) -> list:
+    return [pretrained.preprocess(name, "image", pretrained.render_text(w))
+            for w in _words(n, seed=seed)]
+
+
+def minilm(name: str) -> dict:
+    model, compiled, compile_s = _compiled(
+        name, [pretrained.minilm_inputs(name, s, pretrained.TEXT_SEQ)
+               for s in CALIBRATION_SENTENCES])
     cosines = []
     for sentence in SENTENCES:
         inputs = pretrained.minilm_inputs(name, sentence, pretrained.TEXT_SEQ)
@@ -56,10 +68,9 @@ def minilm(name: str) -> dict:
 
 def orientation(pages: int) -> dict:
     name = "pplcnet-orientation"
-    model = pretrained.load(name)
-    calib = [pretrained.preprocess(name, "image", pretrained.render_page(seed=100 + i))
-             for i in range(2)]
-    compiled = nm_tvm.compile(model.onnx, input_shapes=model.input_shapes, calibration=calib)
+    model, compiled, _ = _compiled(
+        name, [pretrained.preprocess(name, "image", pretrained.render_page(seed=100 + i))
+               for i in range(2)])
     agree = total = correct = 0
     for seed in range(pages):
         page = pretrained.render_page(seed=seed)
@@ -90,10 +101,7 @@ def _words(n: int, seed: int = 0) -> list[str]:
 
 def ocr(n_words: int) -> dict:
     name = "ppocrv6-rec"
-    model = pretrained.load(name)
-    calib = [pretrained.preprocess(name, "image", pretrained.render_text(w))
-             for w in _words(3, seed=99)]
-    compiled = nm_tvm.compile(model.onnx, input_shapes=model.input_shapes, calibration=calib)
+    model, compiled, _ = _compiled(name, _text_images(name, 3, seed=99))
     same = correct = 0
     words = _words(n_words)
     for word in words:
@@ -110,10 +118,7 @@ def ocr(n_words: int) -> dict:
 
 def line_classifier(n_words: int) -> dict:
     name = "ppocr-cls"
-    model = pretrained.load(name)
-    calib = [pretrained.preprocess(name, "image", pretrained.render_text(w))
-             for w in _words(2, seed=98)]
-    compiled = nm_tvm.compile(model.onnx, input_shapes=model.input_shapes, calibration=calib)
+    model, compiled, _ = _compiled(name, _text_images(name, 2, seed=98))
     agree = total = 0
     for word in _words(n_words, seed=1):
         for angle in (0, 180):

@@ -101,6 +101,28 @@ def _short(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
+def _stacked_bars(path: Path, names: list, parts: dict, width: float, ylabel: str, title: str,
+                  note: str) -> Path:
+    """One stacked bar per layer (``parts``: label -> value per layer), saved as a PNG."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(width, 5))
+    bottom = np.zeros(len(names))
+    for label, values in parts.items():
+        ax.bar(np.arange(len(names)), values, bottom=bottom, label=label)
+        bottom += np.asarray(values, dtype=float)
+    ax.set_xticks(np.arange(len(names)), names, rotation=90, fontsize=6)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.text(0.01, 0.005, note, fontsize=5)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[Path]:
     """cycles.png, energy.png, roofline.png in out_dir; returns their paths."""
     import matplotlib
@@ -113,7 +135,6 @@ def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[P
     out.mkdir(parents=True, exist_ok=True)
     hw = stats.hw
     names = [_short(layer.name) for layer in stats.layers]
-    x = np.arange(len(names))
     width = max(8.0, 0.22 * len(names) + 3)
     note = f"{hw.name}; energy table: {hw.energy_source}"
     paths = []
@@ -123,37 +144,15 @@ def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[P
     for cause, label in STALL_LABELS.items():
         parts[f"stall: {label}"] = [c.counters[f"compute_stall_{cause}"] for c in stats.layers]
     parts["compute idle"] = [stalls(c.counters)["compute_idle"] for c in stats.layers]
-    fig, ax = plt.subplots(figsize=(width, 5))
-    bottom = np.zeros(len(names))
-    for label, values in parts.items():
-        ax.bar(x, values, bottom=bottom, label=label)
-        bottom += np.asarray(values, dtype=float)
-    ax.set_xticks(x, names, rotation=90, fontsize=6)
-    ax.set_ylabel("cycles (compute engine view)")
-    ax.set_title(f"{title} per-layer cycles ({hw.name})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "cycles.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_stacked_bars(out / "cycles.png", names, parts, width,
+                               "cycles (compute engine view)",
+                               f"{title} per-layer cycles ({hw.name})", note))
 
     # energy by component
-    comps = list(stats.energy)
-    fig, ax = plt.subplots(figsize=(width, 5))
-    bottom = np.zeros(len(names))
-    for comp in comps:
-        values = np.array([energy_pj(layer.counters, hw)[comp] * 1e-6 for layer in stats.layers])
-        ax.bar(x, values, bottom=bottom, label=comp)
-        bottom += values
-    ax.set_xticks(x, names, rotation=90, fontsize=6)
-    ax.set_ylabel("energy (uJ)")
-    ax.set_title(f"{title} per-layer energy")
-    ax.legend(fontsize=7)
-    fig.text(0.01, 0.005, note, fontsize=5)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    paths.append(out / "energy.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    per_layer = [energy_pj(layer.counters, hw) for layer in stats.layers]
+    parts = {comp: [e[comp] * 1e-6 for e in per_layer] for comp in stats.energy}
+    paths.append(_stacked_bars(out / "energy.png", names, parts, width, "energy (uJ)",
+                               f"{title} per-layer energy", note))
 
     # roofline: FLOP/cycle against FLOP per DRAM byte
     peak = 2.0 * hw.dim * hw.dim

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -69,11 +68,7 @@ def _op4d(g: GraphBuilder, x, shape):
     if choice == "relu":
         return g.emit("Relu", [x], shape)
     if choice == "add":
-        same = [t for t, s in g.tensors if s == shape and t != x]
-        if same and d(st.booleans()):
-            return g.emit("Add", [x, d(st.sampled_from(same))], shape)
-        cshape = d(st.sampled_from([(c, 1, 1), (1,), (1, 1, w), (c, h, w)]))
-        return g.emit("Add", [x, g.const(cshape)], shape)
+        return _add(g, x, shape, [(c, 1, 1), (1,), (1, 1, w), (c, h, w)])
     if choice == "mul":
         return g.emit("Mul", [x, g.const(d(st.sampled_from([(c, 1, 1), shape[1:]])))], shape)
     if choice == "avgpool":
@@ -91,6 +86,14 @@ def _op4d(g: GraphBuilder, x, shape):
     shape_name = g.name("shape")
     g.inits.append(numpy_helper.from_array(np.array([n * c, h * w], np.int64), shape_name))
     return g.emit("Reshape", [x, shape_name], (n * c, h * w))
+
+
+def _add(g: GraphBuilder, x, shape, const_shapes):
+    """A residual add of an earlier same-shape tensor, or an add of a broadcast constant."""
+    same = [t for t, s in g.tensors if s == shape and t != x]
+    if same and g.draw(st.booleans()):
+        return g.emit("Add", [x, g.draw(st.sampled_from(same))], shape)
+    return g.emit("Add", [x, g.const(g.draw(st.sampled_from(const_shapes)))], shape)
 
 
 def _op2d(g: GraphBuilder, x, shape):
@@ -116,10 +119,7 @@ def _op2d(g: GraphBuilder, x, shape):
     if choice == "relu":
         return g.emit("Relu", [x], shape)
     if choice == "add":
-        same = [t for t, s in g.tensors if s == shape and t != x]
-        if same and d(st.booleans()):
-            return g.emit("Add", [x, d(st.sampled_from(same))], shape)
-        return g.emit("Add", [x, g.const(d(st.sampled_from([(k,), (1, k)])))], shape)  # BUG 1
+        return _add(g, x, shape, [(k,), (1, k)])  # BUG 1: constant broadcasts
     return g.emit("Transpose", [x], (k, m), perm=[1, 0])
 
 
