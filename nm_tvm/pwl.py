@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GRID = 4097  # evaluation points per fitted range for error measurement
+GRID = 4097  # evaluation points per fitted range for the initial placement and error checks
+SEGMENT_POINTS = 33  # evaluation points per segment while fitting
+MIN_ULPS = 64  # narrowest segment, in fp32 ulps of its edges
+HIST_BINS = 256  # calibration sample histogram
+END_CLUSTER = 1e-7  # closest grid point to a range end, relative to the width
 OUTER_SEGMENTS = 6  # table entries beyond the fitted range (see _outer_lines)
 
 
@@ -178,36 +182,69 @@ def _place(x: np.ndarray, rho: np.ndarray, n: int) -> np.ndarray:
 
 
 def _separate(edges: np.ndarray) -> np.ndarray:
-    """Strictly increasing edges: blend toward uniform until no segment is (nearly) empty."""
+    """Strictly increasing edges, every segment at least MIN_ULPS fp32 ulps wide (the PWL unit
+    compares fp32 inputs): blend toward uniform until no segment is narrower."""
     uniform = np.linspace(edges[0], edges[-1], len(edges))
-    min_width = 1e-6 * (edges[-1] - edges[0])
     for blend in (0.0, 0.1, 0.3, 1.0):
         out = (1 - blend) * edges + blend * uniform
-        if np.all(np.diff(out) > min_width):
+        if np.all(np.diff(out) > _min_width(out)):
             return out
     return uniform
 
 
-def _fit_segments(f, edges: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Interpolating line per segment, intercept shifted to zero weighted-mean error."""
+def _min_width(edges: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(edges[1:]), np.abs(edges[:-1])).astype(np.float32)
+    return MIN_ULPS * np.spacing(scale).astype(np.float64)
+
+
+def _segment_points(edges: np.ndarray) -> np.ndarray:
+    """(segments, SEGMENT_POINTS) evaluation points, the same share of every segment however
+    narrow, so the error of each segment is seen."""
+    return edges[:-1, None] + np.diff(edges)[:, None] * np.linspace(0.0, 1.0, SEGMENT_POINTS)
+
+
+def _trapezoid(points: int) -> np.ndarray:
+    w = np.ones(points)
+    w[[0, -1]] = 0.5
+    return w
+
+
+def _fit_segments(f, edges: np.ndarray, weight):
+    """Chord of f per segment, intercept shifted to zero weighted-mean error on the segment
+    ("vertical" correction). Returns edges, slopes, intercepts and each segment's max |err|."""
     edges = _separate(edges)
-    ye = f(edges)
-    slopes = np.diff(ye) / np.diff(edges)
-    intercepts = ye[:-1] - slopes * edges[:-1]
-    seg = np.clip(np.searchsorted(edges[1:-1], x, side="right"), 0, len(slopes) - 1)
-    err = y - (slopes[seg] * x + intercepts[seg])
-    for s in range(len(slopes)):  # vertical correction
-        m = seg == s
-        if m.any() and w[m].sum() > 0:
-            intercepts[s] += np.average(err[m], weights=w[m])
-    return slopes, intercepts, seg
+    xs = _segment_points(edges)
+    ys = f(xs.ravel()).reshape(xs.shape)
+    slopes = (ys[:, -1] - ys[:, 0]) / np.diff(edges)
+    intercepts = ys[:, 0] - slopes * edges[:-1]
+    err = ys - (slopes[:, None] * xs + intercepts[:, None])
+    w = weight(xs) * _trapezoid(SEGMENT_POINTS)
+    total = w.sum(axis=1)
+    shift = np.where(total > 0, (w * err).sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+    intercepts = intercepts + shift
+    return edges, slopes, intercepts, np.max(np.abs(err - shift[:, None]), axis=1)
 
 
-def _errors(slopes, intercepts, seg, x, y, w):
-    err = np.abs(y - (slopes[seg] * x + intercepts[seg]))
-    per_seg = np.zeros(len(slopes))
-    np.maximum.at(per_seg, seg, err)
-    return float(err.max()), float(np.average(err, weights=w)), per_seg
+def _equidistribute(edges: np.ndarray, per_seg: np.ndarray) -> np.ndarray:
+    """New edges that equalise the segments' errors: with err_s ~ c |f''| h_s^2 the density
+    sqrt(err_s) / h_s ~ sqrt|f''|, and equal shares of its integral give equal errors."""
+    h = np.diff(edges)
+    rho = np.sqrt(per_seg) / h
+    rho = np.maximum(rho, 1e-12 * rho.max()) if rho.max() > 0 else np.ones_like(rho)
+    cdf = np.concatenate([[0.0], np.cumsum(rho * h)])
+    return np.interp(np.linspace(0.0, cdf[-1], len(edges)), cdf, edges)
+
+
+def _weight_function(samples, lo: float, hi: float):
+    """Density of the calibration samples on [lo, hi] (histogram, with a floor so every
+    segment keeps some weight), or uniform."""
+    if samples is None or not np.size(samples):
+        return lambda x: np.ones_like(x)
+    s = np.clip(np.asarray(samples, np.float64).ravel(), lo, hi)
+    hist, _ = np.histogram(s, bins=HIST_BINS, range=(lo, hi))
+    hist = hist.astype(np.float64) + 1e-9 * max(1.0, float(hist.max()))
+    scale = HIST_BINS / (hi - lo)
+    return lambda x: hist[np.clip(((x - lo) * scale).astype(np.int64), 0, HIST_BINS - 1)]
 
 
 def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = None,
@@ -227,29 +264,19 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
     y = f(x)
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{name or 'pwl'}: function is not finite on [{lo}, {hi}]")
-    weights = None
-    if samples is not None and np.size(samples):
-        s = np.clip(np.asarray(samples, np.float64).ravel(), lo, hi)
-        hist, _ = np.histogram(s, bins=256, range=(lo, hi))
-        weights = np.interp(x, np.linspace(lo, hi, 256), hist.astype(np.float64))
-    w = weights if weights is not None else np.ones_like(x)
-    w = (w + 1e-9 * w.max()) * np.gradient(x)  # a density over a non-uniform grid
+    weight = _weight_function(samples, lo, hi)
     if uniform:
-        edges = np.linspace(lo, hi, inner + 1)
-        slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
+        edges, slopes, intercepts, _ = _fit_segments(f, np.linspace(lo, hi, inner + 1), weight)
     else:
+        weights = weight(x) if samples is not None and np.size(samples) else None
         edges = _separate(_place(x, _density(f, x, weights), inner))
         best = None
         for _ in range(iterations):  # equalise per-segment max error
-            slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
-            max_err, _, per_seg = _errors(slopes, intercepts, seg, x, y, w)
-            if best is None or max_err < best[0]:
-                best = (max_err, edges.copy())
-            widths = np.diff(edges) * (per_seg.mean() / np.maximum(per_seg, 1e-30)) ** 0.35
-            edges = np.concatenate([[lo], lo + np.cumsum(widths) * (hi - lo) / widths.sum()])
-        edges = _separate(best[1])
-        slopes, intercepts, seg = _fit_segments(f, edges, x, y, w)
-    max_err, mean_err, _ = _errors(slopes, intercepts, seg, x, y, w)
+            edges, slopes, intercepts, per_seg = _fit_segments(f, edges, weight)
+            if best is None or per_seg.max() < best[0]:
+                best = (per_seg.max(), edges, slopes, intercepts)
+            edges = 0.5 * (edges + _equidistribute(edges, per_seg))
+        _, edges, slopes, intercepts = best
     left, right = _outer_lines(f, lo, hi, slopes, intercepts)
     left = left[::-1]  # farthest first, in table order
     # Left side: segment k covers [start_{k+1}, start_k) going outward; table rows need the
@@ -260,25 +287,26 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
             + [(start, s_, c) for start, s_, c in right])
     table = PWLTable(np.array([r[0] for r in rows], np.float32),
                      np.array([r[1] for r in rows], np.float32),
-                     np.array([r[2] for r in rows], np.float32), name, lo, hi, max_err, mean_err)
-    # Measure what the accelerator computes (fp32 table), not the float64 fit; the max also
-    # on a dense sampling of every segment, where the extremum of a smooth f lies.
-    xs = x.astype(np.float32)
-    fx = table(xs).astype(np.float64)
-    y32 = f(xs.astype(np.float64))
-    table.mean_abs_err = float(np.average(np.abs(fx - y32), weights=w))
-    dense = np.unique(np.concatenate(
-        [np.linspace(a, b, 65) for a, b in zip(edges[:-1], edges[1:])]).astype(np.float32))
+                     np.array([r[2] for r in rows], np.float32), name, lo, hi)
+    # Measure what the accelerator computes (fp32 table, fp32 inputs), not the float64 fit:
+    # the max on the grid and on a dense sampling of every segment (where the extremum of a
+    # smooth f lies); the mean weighted by the sample density.
+    dense = np.concatenate([x, _segment_points(edges).ravel()]).astype(np.float32)
+    dense = np.unique(dense[(dense >= lo) & (dense <= hi)])
     with np.errstate(all="ignore"):
-        dense_err = np.abs(table(dense).astype(np.float64) - f(dense.astype(np.float64)))
-    table.max_err = float(max(np.max(np.abs(fx - y32)), np.nanmax(dense_err)))
+        err = np.abs(table(dense).astype(np.float64) - f(dense.astype(np.float64)))
+    table.max_err = float(np.max(err))
+    density = weight(dense.astype(np.float64)) * np.gradient(dense.astype(np.float64))
+    table.mean_abs_err = float(np.average(err, weights=density))
     return table
 
 
 def _grid(f, lo: float, hi: float) -> np.ndarray:
-    """Evaluation points: uniform, plus as many placed by the curvature density, so steep
-    regions (rsqrt near 0) are resolved."""
-    x = np.linspace(lo, hi, GRID)
+    """Evaluation points: uniform, geometric clusters toward both ends (a steep end such as
+    rsqrt(v + eps) at v = 0 is narrower than any uniform spacing), plus as many points again
+    placed by the curvature density, so steep regions are resolved."""
+    steps = (hi - lo) * np.geomspace(END_CLUSTER, 1.0, GRID // 4)
+    x = np.unique(np.concatenate([np.linspace(lo, hi, GRID), lo + steps, hi - steps]))
     with np.errstate(all="ignore"):
         extra = _place(x, _density(f, x, None), GRID - 1)
     return np.unique(np.concatenate([x, extra]))

@@ -22,6 +22,7 @@ tables, their ranges and fitted errors are recorded in the module attribute ``nm
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from tvm import relax
 
 from nm_tvm.provenance import inherit_span
 from nm_tvm.pwl import OUTER_SEGMENTS, PL, PWLTable, fit
+from nm_tvm.pwl_limits import PoleError, limit
 
 from . import scalar_function as sf
 
@@ -113,11 +115,20 @@ class _Tables:
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
         if floor is not None:
             lo = max(lo, floor)
-        try:
-            table = fit(f, float(lo), float(hi), cfg.segments_for(key),
-                        samples=cfg.samples.get(inst), name=key)
-        except ValueError as err:
+        samples = cfg.samples.get(inst)
+        try:  # the limit first: it rejects ranges across a pole or a domain edge
+            promised = limit(f, float(lo), float(hi), cfg.segments_for(key),
+                             calibrated=samples is not None and np.size(samples) > 0, name=key)
+            table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=samples,
+                        name=key)
+        except (PoleError, ValueError) as err:
             raise LinearizeError(f"cannot linearize {inst}: {err}") from None
+        table.notes["limit"] = promised.max_err
+        table.notes["mean_limit"] = promised.mean_abs_err
+        if table.max_err > promised.max_err:
+            warnings.warn(f"PWL table {inst} on [{lo:.6g}, {hi:.6g}]: fitted max error "
+                          f"{table.max_err:.3g} exceeds its limit {promised.max_err:.3g} "
+                          f"(nm_tvm.pwl_limits)", stacklevel=2)
         grid = np.linspace(table.lo, table.hi, PLOT_POINTS)
         table.notes["grid"] = [grid.tolist(), np.asarray(f(grid), np.float64).tolist()]
         table.notes["id"] = inst

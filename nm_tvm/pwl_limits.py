@@ -1,0 +1,128 @@
+"""Error limits of PWL tables, derived from the function alone -- its curvature on the fitted
+range and the segment count -- never from a fitted table. Tests hold every table to these
+limits, and per-operator tolerances are built from them (``nm_tvm.approx``), so a worse
+fitter or a wrong table evaluation cannot widen its own tolerance.
+
+Why these numbers (docs/PWL_LIMITS.md has the derivation): on a segment of width ``h`` where
+``|f''| = M``, the chord's error is ``M h^2 / 8`` at most; shifted to zero mean error (the
+fitter's "vertical" correction, uniform weights) the max error is ``M h^2 / 12`` and the mean
+absolute error ``0.0321 M h^2``. Breakpoints equidistributed in ``sqrt|f''|`` make ``M h^2``
+equal on every segment, ``(I / n)^2`` with ``I = integral of sqrt|f''| over [lo, hi]``. With
+calibration weights the shift centres the samples, not the segment: up to the chord's
+``M h^2 / 8``. ``FINITE_N`` allows for ``f''`` varying inside a segment at small ``n``; the
+fp32 term is the rounding of ``fp32(fp32(s * x) + c)`` with ``s`` and ``c`` stored in fp32.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ZERO_MEAN_MAX = 1.0 / 12.0  # max |err| of a zero-mean line, in units of M h^2
+CHORD_MAX = 1.0 / 8.0  # max |err| of the chord or of any shift inside its error range
+ZERO_MEAN_MEAN = 0.0321  # mean |err| of a zero-mean line, in units of M h^2
+# Allowance for f'' varying inside a segment, which the formulas above take as constant.
+# Measured over exp, log, sqrt, 1/x, rsqrt(v + eps) (from v = 0 too), sigmoid, tanh, erf,
+# GELU, SiLU, softplus, Mish, ELU and 1/(1 + |x|) on their default ranges, fitted/limit is
+# at most 0.62 (max) and 0.43 (mean) of these allowances at 8-256 segments; below 8 segments
+# one segment of rsqrt(v + 1e-5) on [0, 64] spans decades of curvature (1.84 of FINITE_N).
+FINITE_N = 1.5  # max error, 8 segments or more
+FINITE_N_MEAN = 2.0  # mean error
+FEW_SEGMENTS, FEW_SEGMENTS_FACTOR = 8, 2.0  # fewer segments: both allowances doubled
+FP32_EPS = 2.0 ** -23  # twice the unit roundoff: each of s, c, s*x and the sum rounds once
+GRID_POINTS = 2049  # per cluster of the curvature grid; the pole check refines it 4x
+NEAREST = 1e-13  # closest grid point to a cluster centre, relative to the range width
+CONVERGED = 0.02  # refining the grid 4x changes a resolved curvature integral by less
+
+
+class PoleError(ValueError):
+    """The function's curvature is not integrable on the range: a pole or a domain edge."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    max_err: float  # promised max |table - f| on [lo, hi]
+    mean_abs_err: float | None  # promised mean |table - f| (uniform weights only)
+    curvature: float  # integral of sqrt|f''| over [lo, hi]
+
+
+def _grid(lo: float, hi: float, centres, points: int) -> np.ndarray:
+    """Uniform points plus geometric clusters toward each end and each centre."""
+    width = hi - lo
+    steps = width * np.geomspace(NEAREST, 1.0, points)
+    parts = [np.linspace(lo, hi, points)]
+    for c in (lo, hi, *centres):
+        parts += [c + steps, c - steps]
+    x = np.unique(np.concatenate(parts))
+    return x[(x >= lo) & (x <= hi)]
+
+
+def _curvature_terms(f, x: np.ndarray) -> np.ndarray:
+    """``sqrt(|slope change| * spacing)`` at each interior grid point: ``sqrt|f''| dx`` there.
+    Slope changes, not second differences, so the rounding noise of f on a very fine cluster
+    adds ``sqrt(eps |f|)`` per point instead of ``eps |f| / dx^2``."""
+    with np.errstate(all="ignore"):
+        y = np.asarray(f(x), np.float64)
+        slope = np.diff(y) / np.diff(x)
+        return np.sqrt(np.abs(np.diff(slope)) * 0.5 * (x[2:] - x[:-2]))
+
+
+def curvature_integral(f, lo: float, hi: float, name: str = "f") -> float:
+    """``I = integral of sqrt|f''|`` on ``[lo, hi]``, checked by refining the grid 4x around
+    the ends and the steepest point: a curvature that keeps growing means a pole (1/x across
+    0) or a domain edge, and raises PoleError naming where."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"{name}: invalid range [{lo}, {hi}]")
+    uniform = np.linspace(lo, hi, GRID_POINTS)
+    with np.errstate(all="ignore"):
+        y = np.asarray(f(uniform), np.float64)
+    if not np.all(np.isfinite(y)):
+        bad = uniform[~np.isfinite(y)]
+        raise PoleError(f"{name} is not finite on [{lo:.6g}, {hi:.6g}] (at x = {bad[0]:.6g}): "
+                        f"the range crosses a pole or a domain edge")
+    steepest = float(uniform[1 + int(np.argmax(_curvature_terms(f, uniform)))])
+    integrals = []
+    for points in (GRID_POINTS, 4 * GRID_POINTS):
+        terms = _curvature_terms(f, _grid(lo, hi, (steepest,), points))
+        if not np.all(np.isfinite(terms)):
+            raise PoleError(f"{name} is not finite near x = {steepest:.6g} on "
+                            f"[{lo:.6g}, {hi:.6g}]: a pole or a domain edge")
+        integrals.append(float(np.sum(terms)))
+    coarse_i, fine_i = integrals
+    # float64 rounding of f adds up to sqrt(2 eps |f|) per grid point (a linear f has I = 0)
+    noise = terms.size * math.sqrt(2 * np.finfo(np.float64).eps * float(np.max(np.abs(y))))
+    if abs(fine_i - coarse_i) > CONVERGED * fine_i + noise:
+        raise PoleError(f"{name} has unbounded curvature near x = {steepest:.6g} on "
+                        f"[{lo:.6g}, {hi:.6g}] (integral of sqrt|f''| {coarse_i:.3g} -> "
+                        f"{fine_i:.3g} on a 4x finer grid): a pole or a domain edge; no PWL "
+                        f"table can bound it -- split the range or keep inputs away from it")
+    return fine_i
+
+
+def _fp32_term(f, lo: float, hi: float) -> float:
+    """Rounding of the table evaluation: eps * (2 |s x| + |c| + |y|), with the tangent's
+    slope and intercept standing in for the segment's."""
+    x = np.linspace(lo, hi, GRID_POINTS)
+    with np.errstate(all="ignore"):
+        y = np.asarray(f(x), np.float64)
+        s = np.gradient(y, x)
+    c = y - s * x
+    return FP32_EPS * float(np.max(2 * np.abs(s * x) + np.abs(c) + np.abs(y)))
+
+
+def limit(f, lo: float, hi: float, segments: int, calibrated: bool = False,
+          name: str = "f") -> Limit:
+    """The limit a table of ``f`` with ``segments`` segments on ``[lo, hi]`` must meet.
+
+    ``calibrated``: the fit was weighted by calibration samples (the mean-error limit then
+    does not apply: the mean is taken over the samples)."""
+    if segments < 1:
+        raise ValueError(f"{name}: need at least 1 segment (got {segments})")
+    curvature = curvature_integral(f, lo, hi, name)
+    h2 = (curvature / segments) ** 2
+    few = FEW_SEGMENTS_FACTOR if segments < FEW_SEGMENTS else 1.0
+    fp32 = _fp32_term(f, lo, hi)
+    max_err = few * FINITE_N * (CHORD_MAX if calibrated else ZERO_MEAN_MAX) * h2 + fp32
+    mean = None if calibrated else few * FINITE_N_MEAN * ZERO_MEAN_MEAN * h2 + fp32
+    return Limit(max_err, mean, curvature)
