@@ -212,3 +212,29 @@ def test_host_evaluation_is_bit_exact_with_the_pwl_unit(name, segments):
     got = _simulate_pwl(table, x)
     np.testing.assert_array_equal(got, expect)  # NaN where NaN, bit for bit elsewhere
     assert np.array_equal(np.signbit(got), np.signbit(expect))
+
+
+# ------------------------------------------------------------------ tables in real models
+@pytest.mark.parametrize("builder", ["bert_tiny", "vit_tiny"])
+def test_model_tables_within_their_limits(builder):
+    """Every fitted table of a compiled, calibrated model, evaluated densely on its range
+    against the exact function it replaces (the chain of ops, evaluated in float64), is within
+    the limit recorded with it; defaults and calibrated ranges alike."""
+    import nm_tvm
+    from nm_tvm import approx, frontend
+    from nm_tvm.calibrate import calibrate, probe_table_inputs
+    from nm_tvm.host_kernels import exact_function
+    from nm_tvm.models import zoo
+
+    proto = getattr(zoo, builder)()
+    imported = frontend.import_model(proto)
+    samples = [frontend.random_inputs(imported, seed) for seed in range(2)]
+    for config in (None, calibrate(proto, samples)):
+        compiled = nm_tvm.compile(proto, linearize=config)
+        probe_table_inputs(proto, samples, config=config)  # registers the exact functions
+        tables = approx.fitted(compiled.pwl_tables)
+        assert tables
+        for t in tables:
+            table = PWLTable.from_array(np.asarray(t["table"], F32))
+            max_err, _ = table_errors(table, exact_function(t["id"]), t["lo"], t["hi"])
+            assert max_err <= t["limit"], f"{builder} {t['id']}: {max_err:.3g} > {t['limit']:.3g}"
