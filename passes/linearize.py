@@ -319,6 +319,8 @@ def _function_key(calls) -> str:
     if any(c.op.name == "relax.divide" and sf.scalar_constant(c.args[0]) is not None
            for c in calls):
         names.append("reciprocal")
+    if any(c.op.name == "relax.power" for c in calls):  # x ** c, c not 2 / 3 / 4
+        names.append("power")
     return "+".join(names) if names else "pl"
 
 
