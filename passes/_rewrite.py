@@ -19,9 +19,15 @@ class _PatternRewriter(relax.PyExprMutator):
     def __init__(self, mod, pattern, rewrite, var2val):
         super().__init__(mod)
         self.pattern, self.rewrite, self.var2val = pattern, rewrite, var2val
+        # The matcher looks through bindings, so a match (and a rewrite's result) can hold the
+        # *value* of an earlier binding: it stands for that binding's variable (rewritten or
+        # not), never for a copy of the original call, which would undo an earlier rewrite.
+        self.bound = {value: var for var, value in var2val.items()}
+        self.current = None
 
     def visit_var_binding_(self, binding):
         value = binding.value
+        self.current = binding.var
         # a variable bound to another is not a match of its own (its producer's binding is)
         matches = (None if isinstance(value, relax.Var)
                    else self.pattern.extract_matched_expr(value, self.var2val))
@@ -40,6 +46,9 @@ class _PatternRewriter(relax.PyExprMutator):
         every variable mapped to its rewritten one."""
         if isinstance(expr, relax.Var):
             return self.visit_expr(expr)
+        var = self.bound.get(expr)
+        if var is not None and not var.same_as(self.current):
+            return self.visit_expr(var)
         if isinstance(expr, relax.Tuple):
             return relax.Tuple([self._operand(f) for f in expr.fields])
         if not isinstance(expr, relax.Call):
