@@ -6,7 +6,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-IR_VERSION = 9  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 would write 14 (TVM_NOTES.md)
+IR_VERSION = 9  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 would write 14 (docs/TVM_NOTES.md)
 
 
 class _Graph:

@@ -11,7 +11,7 @@ The file is an uncompressed tar holding
 Loading reads and checks the manifest before touching the library, so a wrong file or one built
 for another ISA fails with an :class:`ArtifactError` naming the problem, never a loader crash.
 The simulator library is loaded before ``tvm.runtime.load_module`` because the exported VM
-resolves ``nm_accel.run`` by name (TVM_NOTES.md).
+resolves ``nm_accel.run`` by name (docs/TVM_NOTES.md).
 """
 from __future__ import annotations
 

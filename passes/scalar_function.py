@@ -45,7 +45,7 @@ BINARY = {
     "relax.divide": np.divide, "relax.maximum": np.maximum, "relax.minimum": np.minimum,
     "relax.power": np.power,
 }
-# TE-lowered Clip arrives as call_tir to PrimFuncs with these names (TVM_NOTES.md).
+# TE-lowered Clip arrives as call_tir to PrimFuncs with these names (docs/TVM_NOTES.md).
 TIR_BINARY = {"maximum": np.maximum, "minimum": np.minimum}
 PL_UNARY = {"relax.nn.relu", "relax.abs", "relax.negative", "relax.nn.leakyrelu", "relax.clip"}
 

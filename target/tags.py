@@ -1,6 +1,6 @@
 """TVM target tags for the accelerator: ``Target("nm/<preset>")``.
 
-Python cannot register a new target kind (TVM_NOTES.md), so the accelerator is an ``llvm`` target
+Python cannot register a new target kind (docs/TVM_NOTES.md), so the accelerator is an ``llvm`` target
 (the host runs the Relax VM) with key ``nm`` whose ``model`` names the hardware description:
 a preset name, a JSON path, or an in-process config registered by :func:`resolve_target`.
 """
