@@ -89,6 +89,10 @@ CONV = {
     "depthwise": (6, 6, 6, (9, 11), (3, 3), (2, 1), (0, 1, 2, 0), (1, 2)),
     "depthwise_x2": (4, 8, 4, (10, 9), (1, 3), (1, 2), (1, 1, 0, 2), (1, 1)),
     "depthwise_5x2": (5, 5, 5, (11, 7), (5, 2), (1, 1), (2, 1, 2, 0), (1, 1)),
+    "depthwise_40": (40, 40, 40, (6, 7), (3, 2), (2, 1), (1, 0, 0, 1), (1, 2)),  # groups > DIM
+    # pads wider than the kernel (outputs of padding only: the bias), strides that skip inputs
+    "pads_over_kernel": (3, 4, 1, (6, 7), (2, 2), (1, 2), (3, 0, 1, 4), (1, 1)),
+    "stride_over_kernel": (3, 4, 1, (11, 13), (2, 1), (4, 5), (0, 1, 0, 0), (1, 1)),
     # a 1x1 kernel with a stride or padding goes through im2col ...
     "1x1_stride_2x1": (8, 5, 1, (9, 7), (1, 1), (2, 1), (0, 0, 0, 0), (1, 1)),
     "1x1_stride_1x3": (8, 6, 2, (7, 10), (1, 1), (1, 3), (0, 0, 0, 0), (1, 1)),
@@ -131,6 +135,8 @@ MAXPOOL = {
     "kernel_3x3_dilation_2x1": ((12, 9), (3, 3), (2, 1), (1, 0, 0, 2), (2, 1)),
     "kernel_2x5_stride_2x3": ((8, 13), (2, 5), (2, 3), (1, 2, 0, 4), (1, 1)),
     "kernel_3x2_dilation_2x3": ((13, 11), (3, 2), (1, 2), (2, 1, 0, 0), (2, 3)),
+    "kernel_2x1_stride_4x5_padded": ((11, 13), (2, 1), (4, 5), (1, 0, 0, 0), (1, 1)),
+    "kernel_1x1_stride_2x3": ((11, 13), (1, 1), (2, 3), (0, 0, 0, 0), (1, 1)),
     # more output columns than the array is wide: two column tiles
     "wide_kernel_2x3_stride_1x2": ((5, 40), (2, 3), (1, 2), (0, 1, 1, 0), (1, 1)),
 }
@@ -159,6 +165,8 @@ AVGPOOL = {
     "kernel_3x1_stride_2x1": ((11, 9), (3, 1), (2, 1), (0, 0, 0, 0)),
     "kernel_1x4_stride_3x1": ((13, 10), (1, 4), (3, 1), (0, 0, 0, 0)),
     "kernel_2x5_stride_2x3": ((8, 13), (2, 5), (2, 3), (0, 0, 0, 0)),
+    "kernel_2x1_stride_4x5": ((11, 13), (2, 1), (4, 5), (0, 0, 0, 0)),
+    "kernel_2x1_stride_4x5_padded": ((11, 13), (2, 1), (4, 5), (1, 0, 0, 0)),
     "kernel_3x2_stride_2x1_padded": ((11, 9), (3, 2), (2, 1), (1, 0, 2, 1)),
     "kernel_2x3_stride_1x2_padded": ((9, 11), (2, 3), (1, 2), (0, 1, 1, 2)),
     "kernel_1x3_stride_3x1_padded": ((13, 7), (1, 3), (3, 1), (0, 2, 0, 1)),
