@@ -144,8 +144,12 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
         weight = _const_value(a.args[1]) if _is_const(a.args[1]) else None
         n = b_shape[-1] if len(b_shape) > 1 else 1
         bias = _channel_bias(comp.bias, n, comp.name) if comp.bias is not None else None
+        # operands by parameter: A may be a constant, and x @ x has one parameter
+        lhs = (_const_value(a.args[0]) if _is_const(a.args[0])
+               else cg.Param(comp.param_index(a.args[0])))
+        rhs = None if weight is not None else cg.Param(comp.param_index(a.args[1]))
         return cg.matmul_program(hw, layer_id, _shape(a.args[0]), b_shape, weight, bias,
-                                 comp.residual, comp.relu)
+                                 comp.residual, comp.relu, a_operand=lhs, b_param=rhs)
     if op == "relax.nn.avg_pool2d":
         return cg.avg_pool2d_program(hw, layer_id, _shape(a.args[0]),
                                      tuple(int(v) for v in a.attrs.pool_size),

@@ -203,8 +203,12 @@ def _im2col_copies(hw, x, cols, x_shape, out_hw, kernel, attrs) -> list[Copy]:
 
 def matmul_program(hw: HardwareConfig, layer_id: int, a_shape, b_shape,
                    weight: np.ndarray | None = None, bias: np.ndarray | None = None,
-                   residual: Param | None = None, relu: bool = False) -> AcceleratorCall:
-    """``A[..., M, K] @ B[..., K, N]`` (numpy matmul semantics); B a constant or a tensor."""
+                   residual: Param | None = None, relu: bool = False,
+                   a_operand: Param | np.ndarray | None = None,
+                   b_param: Param | None = None) -> AcceleratorCall:
+    """``A[..., M, K] @ B[..., K, N]`` (numpy matmul semantics); A and B each a constant or a
+    tensor: ``a_operand`` is A's parameter or value (default ``Param(0)``), ``weight`` B's value
+    or else ``b_param`` its parameter (default ``Param(1)``; the same parameter as A for x @ x)."""
     a_shape, b_shape = tuple(int(v) for v in a_shape), tuple(int(v) for v in b_shape)
     a2 = a_shape if len(a_shape) > 1 else (1,) + a_shape
     b2 = b_shape if len(b_shape) > 1 else b_shape + (1,)
@@ -219,8 +223,10 @@ def matmul_program(hw: HardwareConfig, layer_id: int, a_shape, b_shape,
     if len(b_shape) == 1:
         out_shape = out_shape[:-1]
     layer = _Layer(hw, layer_id)
-    a = layer.input(Param(0), _nbytes(a_shape))
-    b = layer.const(weight) if weight is not None else layer.input(Param(1), _nbytes(b_shape))
+    a = (layer.const(a_operand) if isinstance(a_operand, np.ndarray)
+         else layer.input(a_operand or Param(0), _nbytes(a_shape)))
+    b = (layer.const(weight) if weight is not None
+         else layer.input(b_param or Param(1), _nbytes(b_shape)))
     bias_addr = layer.const(np.broadcast_to(bias, (n,))) if bias is not None else None
     res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
     act = _load_relu_table(layer) if relu else 0
