@@ -61,7 +61,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Min": OpSupport(EXACT, "any number of inputs, any broadcast; min(a, b) = -max(-a, -b)"),
     "Abs": OpSupport(EXACT, "exact PWL"),
     "Neg": OpSupport(EXACT, "exact PWL"),
-    "Clip": OpSupport(EXACT, "constant min/max: exact 3-segment PWL"),
+    "Clip": OpSupport(EXACT, "constant min/max (min > max gives max, as ONNX): exact "
+                             "3-segment PWL", constant_inputs=(1, 2)),
     "LeakyRelu": OpSupport(EXACT, "exact 2-segment PWL"),
     "PRelu": OpSupport(EXACT, "relu(x) + alpha * (x - relu(x)), alpha broadcast by DMA"),
     "RMSNormalization": OpSupport(APPROX, "trailing axes: mean of squares as a GEMM, PWL "
