@@ -3,10 +3,17 @@
     python benchmarks/conformance.py                      # all ~1,900 cases, fp32 preset
     python benchmarks/conformance.py --modules relu,gemm  # only these case modules (fast)
     python benchmarks/conformance.py --target nm/fp32-16x16 --json benchmarks/results/conformance.json
+    python benchmarks/conformance.py --update-ledger      # all cases; also rewrite the ledger
 
 Prints passed / failed / unsupported per operator and writes a JSON with every case, its
 status and its reason (see nm_tvm/conformance.py for the rules; nm_tvm/support.py is the table
 of claimed operators). Exit status 1 if any case failed.
+
+``--update-ledger`` (``make ledger``) also rewrites tests/conformance_ledger.json, every case's
+status from this run, which ``make test`` (tests/test_conformance.py) holds every case to. Run
+it after a change that makes cases pass or become unsupported, and commit the ledger with the
+change. A failed case is not a status: it keeps its recorded entry (the exit status is 1 and
+make test keeps failing on it until it is fixed).
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from pathlib import Path
 
 from nm_tvm import conformance
 
+LEDGER = Path(__file__).resolve().parent.parent / "tests" / "conformance_ledger.json"
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -28,7 +37,13 @@ def main(argv=None) -> int:
     ap.add_argument("--all-ops", action="store_true",
                     help="list every operator in the table, not only claimed / compiled ones")
     ap.add_argument("--verbose", action="store_true", help="print each compiled case as it runs")
+    ap.add_argument("--update-ledger", action="store_true",
+                    help=f"also rewrite the per-case status ledger ({LEDGER.name}) checked by "
+                         "make test (all cases only)")
+    ap.add_argument("--ledger", default=str(LEDGER), help="ledger path for --update-ledger")
     args = ap.parse_args(argv)
+    if args.update_ledger and args.modules:
+        ap.error("--update-ledger runs every case: drop --modules")
 
     start = time.perf_counter()
     cases = conformance._quiet_collect(args.modules.split(",") if args.modules else None)
@@ -46,6 +61,25 @@ def main(argv=None) -> int:
     for r in results:
         if r.status == "failed":
             print(f"FAILED {r.name}: {r.reason}")
+    if args.update_ledger:
+        ledger = Path(args.ledger)
+        old = conformance.load_ledger(ledger) if ledger.is_file() else {"cases": {}}
+        entries = conformance.ledger_entries(results, old["cases"])
+        changed = sorted(n for n, e in entries.items()
+                         if old["cases"].get(n, {}).get("status") != e["status"])
+        gone = sorted(set(old["cases"]) - {r.name for r in results})
+        ledger.write_text(conformance.format_ledger(entries, args.target))
+        for name in changed if old["cases"] else ():
+            print(f"ledger: {name}: {old['cases'].get(name, {}).get('status', 'new')} -> "
+                  f"{entries[name]['status']}")
+        for name in gone:
+            print(f"ledger: {name}: removed (no longer an ONNX case)")
+        for r in results:
+            if r.status == "failed":
+                print(f"ledger: {r.name}: FAILED, kept at its recorded status "
+                      f"({old['cases'].get(r.name, {}).get('status', 'none')}): fix it")
+        print(f"ledger: {len(entries)} cases, {len(changed)} status change(s), "
+              f"{len(gone)} removed: {ledger}")
     return 1 if s["failed"] else 0
 
 

@@ -13,12 +13,21 @@ Every case of ``onnx.backend.test.case.node.collect_testcases()`` gets exactly o
 * ``failed`` -- it compiled but a run raised or an output mismatched (shape, value, NaN).
 
 Inputs of operators that need constant operands (``OpSupport.constant_inputs``, e.g. Conv
-weights) are bound as initializers before compiling: the accelerator takes weights as constants.
-Nothing is dropped silently: the JSON lists every case with its status and reason.
+weights, Clip bounds) are bound as initializers before compiling: the accelerator takes weights
+as constants. Nothing is dropped silently: the JSON lists every case with its status and reason.
+
+The ledger (``tests/conformance_ledger.json``, one line per case) records every case's status
+(and, for unsupported ones, the reason). ``make test`` runs every case and fails when a status
+differs from it (:func:`ledger_problems`): a passing case that no longer passes is a
+regression, a case that now passes but is recorded unsupported (or a case added / removed)
+means the ledger is out of date; a failed case is never recorded (it fails the test until
+fixed). Regenerate it, with ``benchmarks/results/conformance.json``, from one full run:
+``make ledger`` (= ``python benchmarks/conformance.py --update-ledger``).
 """
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 import time
@@ -308,3 +317,67 @@ def format_table(summary: dict, only_claimed: bool = True) -> str:
     rows.append(f"| **all {summary['total']} cases** | {summary['passed']} | {summary['failed']} "
                 f"| {summary['unsupported']} |")
     return "\n".join(rows)
+
+
+# ------------------------------------------------------------------ the per-case status ledger
+LEDGER_COMMAND = "make ledger (= python benchmarks/conformance.py --update-ledger)"
+LEDGER_REASON_CHARS = 120  # reasons are kept for readers; only statuses are compared
+
+
+def ledger_entries(results: list[CaseResult],
+                   previous: dict[str, dict] | None = None) -> dict[str, dict]:
+    """name -> {"op", "status"[, "reason"]} (in that order) for every case. A failed case is a
+    bug to fix, not a status to record: it keeps its entry of ``previous`` (the old ledger's
+    cases), or gets none, so the ledger test goes on reporting it until it is fixed."""
+    entries = {}
+    for r in sorted(results, key=lambda r: r.name):
+        if r.status == "failed":
+            if previous and r.name in previous:
+                entries[r.name] = previous[r.name]
+            continue
+        entry = {"op": r.op, "status": r.status}
+        if r.status == "unsupported":
+            entry["reason"] = _short(r.reason, LEDGER_REASON_CHARS)
+        entries[r.name] = entry
+    return entries
+
+
+def format_ledger(entries: dict[str, dict], target: str, onnx_version: str | None = None) -> str:
+    """The ledger file: a JSON object, a few header keys, then one sorted line per case."""
+    head = {"update": LEDGER_COMMAND, "target": target, "onnx": onnx_version or onnx.__version__,
+            "counts": dict(sorted(Counter(e["status"] for e in entries.values()).items()))}
+    lines = [f"{json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    cases = [f"{json.dumps(name)}: {json.dumps(entries[name])}"
+             for name in sorted(entries)]
+    return "{\n" + "\n".join(lines) + '\n"cases": {\n' + ",\n".join(cases) + "\n}}\n"
+
+
+def load_ledger(path) -> dict:
+    from pathlib import Path
+
+    return json.loads(Path(path).read_text())
+
+
+def ledger_problems(results: list[CaseResult], ledger: dict) -> tuple[list[str], list[str]]:
+    """(regressions, stale) of a full run against the ledger.
+
+    regressions: a failed case, or a case the ledger records as passed that did not pass
+    (names the case, its old status and its new reason). stale: the ledger is out of date -- a
+    case recorded unsupported now passes, or a case is new / gone. Changed reasons of
+    unsupported cases are neither."""
+    recorded = ledger["cases"]
+    regressions, stale = [], []
+    for r in results:
+        old = recorded.get(r.name, {}).get("status")
+        if r.status == "failed":
+            regressions.append(f"{r.name}: failed (ledger: {old or 'not listed'}): {r.reason}")
+        elif old is None:
+            stale.append(f"{r.name}: not in the ledger (now {r.status})")
+        elif old == "passed" and r.status != "passed":
+            regressions.append(f"{r.name}: was passed, now {r.status}: {r.reason}")
+        elif old != "passed" and r.status == "passed":
+            stale.append(f"{r.name}: was {old}, now passes")
+    seen = {r.name for r in results}
+    stale += [f"{name}: in the ledger, no longer an ONNX case" for name in sorted(recorded)
+              if name not in seen]
+    return regressions, stale
