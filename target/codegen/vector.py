@@ -139,10 +139,12 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
         base += len(values)
     post, neg = tables
     out = layer.output(shape)
-    pending = False
-    for addr, vshape, slot in expand:
-        pending = _emit_staged_copies(layer, _view_copies(
-            hw, addr, _broadcast_strides(vshape, shape), sources[slot], shape), handoff=True)
+    # every broadcast tensor in one staged stream: its single hand-off token orders all of
+    # them before the first accumulator load (a stream per tensor raced on the staging rows)
+    pending = _emit_staged_copies(layer, [
+        cp for addr, vshape, slot in expand
+        for cp in _view_copies(hw, addr, _broadcast_strides(vshape, shape), sources[slot], shape)
+    ], handoff=True)
     n_ops = len(sources)
     tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * n_ops)))
     for t, (e0, e1) in enumerate(_split(0, total, tile_rows * d)):
