@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nm-installed
 SOURCES := pyproject.toml CMakeLists.txt $(wildcard target/csrc/*)
 
-.PHONY: demo test test-slow bench clean sanitize fuzz conformance ledger
+.PHONY: demo test test-slow bench clean sanitize fuzz conformance ledger mutation
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -65,6 +65,17 @@ conformance: $(STAMP)
 # `make test` holds every case to: run it when a change makes cases pass or become unsupported.
 ledger: $(STAMP)
 	$(PY) benchmarks/conformance.py --update-ledger
+
+# Mutation testing (mutmut 3) of nm_tvm/pwl.py, target/codegen/, passes/: score and survivors
+# into benchmarks/results/mutation.{json,md}; MUTATE=nm_tvm/pwl.py (files or folders) runs only
+# those and merges, RESUME=1 only mutants without a result. The editable install's finder
+# would shadow mutmut's mutants/ copy and passes/ is nm_tvm.passes only in the wheel layout, so
+# benchmarks/mutation.py stages a plain package layout per group in build/mutation/<group>/ and
+# runs mutmut there with PYTHONPATH=_site:mutants (_site/sitecustomize.py drops the finder).
+# Slow: pwl.py alone took 76 min on 2 cores (12.5 mutants/min).
+MUTATE ?=
+mutation: $(STAMP)
+	nice -n 10 $(PY) benchmarks/mutation.py $(if $(MUTATE),--mutate $(MUTATE)) $(if $(RESUME),--resume)
 
 clean:
 	rm -rf build $(VENV)

@@ -1,0 +1,464 @@
+"""Mutation testing with mutmut 3 over nm_tvm/pwl.py, target/codegen/ and passes/ (`make mutation`).
+
+    python benchmarks/mutation.py                          # every group below
+    python benchmarks/mutation.py --mutate nm_tvm/pwl.py   # one module (or a folder)
+    python benchmarks/mutation.py --mutate passes/ --resume  # only mutants without a result yet
+
+Results merge into benchmarks/results/mutation.json (per module killed / survived / timeout /
+no tests / not mutated, and every survivor as file:line plus the mutation's diff);
+benchmarks/results/mutation.md is regenerated from the JSON.
+
+The layout problem. pyproject maps passes/ -> nm_tvm.passes, target/ -> nm_tvm.target,
+models/ -> nm_tvm.models through scikit-build-core; the editable install puts a finder at the
+front of sys.meta_path that resolves every nm_tvm.* module to the checkout. mutmut copies the
+sources into mutants/ and prepends mutants/ to sys.path, which that finder beats, and mutmut
+names a mutant after the file's path (passes/x.py -> ``passes.x``), which would not match the
+module's ``__name__`` (``nm_tvm.passes.x``) that its trampolines compare with. So each group runs
+in a staging folder, build/mutation/<group>/, holding a plain (non-editable) package layout:
+nm_tvm/ with passes/, target/ (plus the built libnm_accel.so) and models/ placed inside it as
+the wheel has them, and copies of tests/ and benchmarks/. There mutmut runs with
+PYTHONPATH=_site:mutants, where _site/sitecustomize.py drops the editable finder (sitecustomize
+runs after the .pth files), so the process and the tests' subprocesses (CLI tests) import the
+mutated copy. Checked twice each run: the staged modules must import from mutants/, and
+mutmut's own forced-fail run (every trampoline raises) must make the tests fail.
+
+Decorated functions (other than staticmethod / classmethod) are skipped by mutmut 3 itself;
+they are listed per module as "not mutated" (never counted as killed), as are lines under
+``# pragma: no mutate``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import filecmp
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+RESULTS = ROOT / "benchmarks" / "results"
+
+# Each group: the repository files it mutates, and the fast tests mutmut may run for them
+# (mutmut's stats run maps every function to the tests of this pool that call it; a mutant
+# runs only those, most expensive last, stopping at the first failure).
+GROUPS = {
+    "pwl": {
+        "mutate": ["nm_tvm/pwl.py"],
+        "tests": ["tests/test_pwl*.py", "tests/test_linearize.py", "tests/test_simulator.py",
+                  "tests/test_timing.py", "tests/test_ops.py"],
+    },
+    "codegen": {
+        "mutate": ["target/codegen/*.py"],
+        "tests": ["tests/test_ops.py", "tests/test_simulator.py", "tests/test_timing.py",
+                  "tests/test_bad_inputs.py", "tests/test_layer_names.py",
+                  "tests/test_differential.py", "tests/test_conformance.py"],
+    },
+    "passes": {
+        "mutate": ["passes/*.py"],
+        "tests": ["tests/test_linearize.py", "tests/test_ops.py", "tests/test_bad_inputs.py",
+                  "tests/test_differential.py", "tests/test_conformance.py",
+                  "tests/test_layer_names.py", "tests/test_end_to_end.py"],
+    },
+}
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-m", "not slow"]
+# Per-mutant CPU-time limit: 2 * multiplier * (the clean run time of its tests + constant).
+TIMEOUT_MULTIPLIER = 3.0
+TIMEOUT_CONSTANT = 5.0
+SITECUSTOMIZE = '''\
+# Written by benchmarks/mutation.py: drop the editable install's finder so that nm_tvm.* is
+# imported from mutmut's mutants/ copy (on PYTHONPATH), not from the checkout.
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if type(f).__name__ not in ("ScikitBuildRedirectingFinder",
+                                                "ScikitBuildInplaceFinder")]
+'''
+
+
+def package_map() -> dict[str, str]:
+    """Package folder in the wheel -> folder in the checkout (pyproject's wheel.packages)."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return data["tool"]["scikit-build"]["wheel"]["packages"]
+
+
+def to_package_path(repo_path: str) -> str:
+    pmap = package_map()
+    best = max((src for src in pmap.values() if repo_path.startswith(src.rstrip("/") + "/")),
+               key=len)
+    pkg = next(k for k, v in pmap.items() if v == best)
+    return pkg + repo_path[len(best):]
+
+
+def to_repo_path(package_path: str) -> str:
+    pmap = package_map()
+    best = max((pkg for pkg in pmap if package_path.startswith(pkg + "/")), key=len)
+    return pmap[best] + package_path[len(best):]
+
+
+def group_files(group: str) -> list[str]:
+    out = []
+    for pattern in GROUPS[group]["mutate"]:
+        out += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)
+                      if p.name != "__init__.py" or p.stat().st_size > 200)
+    return out
+
+
+def select(mutate: list[str]) -> dict[str, list[str]]:
+    """--mutate entries (files or folders, repository paths) -> {group: [repo files]}."""
+    chosen: dict[str, list[str]] = {}
+    for group in GROUPS:
+        files = group_files(group)
+        if mutate:
+            files = [f for f in files
+                     if any(f == m.rstrip("/") or f.startswith(m.rstrip("/") + "/")
+                            or fnmatch.fnmatch(f, m) for m in mutate)]
+        if files:
+            chosen[group] = files
+    if mutate and not chosen:
+        sys.exit(f"mutation: nothing to mutate in {mutate} (groups: "
+                 f"{', '.join(p for g in GROUPS.values() for p in g['mutate'])})")
+    return chosen
+
+
+def sync(src: Path, dst: Path, skip=("__pycache__", "csrc", "results")) -> None:
+    """Mirror src into dst, copying only changed files (keeps mtimes, so mutmut regenerates
+    mutants only for sources that changed)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    names = {p.name for p in src.iterdir() if p.name not in skip}
+    for p in dst.iterdir():
+        if p.name not in names and p.name not in skip and not (dst / p.name).is_dir():
+            p.unlink()
+    for name in sorted(names):
+        s, d = src / name, dst / name
+        if s.is_dir():
+            sync(s, d, skip)
+        elif not d.exists() or not filecmp.cmp(s, d, shallow=False):
+            shutil.copy2(s, d)
+
+
+def pool_of(group: str) -> list[str]:
+    """The group's test files that exist (entries may be globs)."""
+    return sorted({str(p.relative_to(ROOT)) for t in GROUPS[group]["tests"] for p in ROOT.glob(t)})
+
+
+def simulator_library() -> Path:
+    out = subprocess.run([sys.executable, "-c",
+                          "from nm_tvm.target.simulator import _library_path; "
+                          "print(_library_path())"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def stage(group: str, files: list[str], max_children: int) -> Path:
+    wd = WORK / group
+    pmap = package_map()
+    for pkg, src in sorted(pmap.items(), key=lambda kv: kv[0].count("/")):
+        sync(ROOT / src, wd / pkg, skip=("__pycache__", "csrc") + tuple(
+            Path(p).name for p in pmap if p != pkg and p.startswith(pkg + "/")))
+    lib = simulator_library()
+    shutil.copy2(lib, wd / "nm_tvm" / "target" / lib.name)
+    sync(ROOT / "tests", wd / "tests")
+    sync(ROOT / "benchmarks", wd / "benchmarks")
+    (wd / "_site").mkdir(exist_ok=True)
+    # mutants/ must exist before Python starts: a PYTHONPATH entry that is missing then is
+    # cached as "no finder" for the whole process, and nm_tvm would come from the checkout.
+    (wd / "mutants").mkdir(exist_ok=True)
+    (wd / "_site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    pool = pool_of(group)
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"]["markers"]
+    only = [to_package_path(f) for f in group_files(group)]
+    q = json.dumps
+    (wd / "pyproject.toml").write_text("\n".join([
+        "# Written by benchmarks/mutation.py for one mutation group; not the project's file.",
+        "[tool.pytest.ini_options]",
+        f"markers = {q(markers)}",
+        "",
+        "[tool.mutmut]",
+        'source_paths = ["nm_tvm"]',
+        f"only_mutate = {q(only)}",
+        'also_copy = ["benchmarks"]',
+        f"pytest_add_cli_args_test_selection = {q(pool)}",
+        f"pytest_add_cli_args = {q(PYTEST_ARGS)}",
+        f"timeout_multiplier = {TIMEOUT_MULTIPLIER}",
+        f"timeout_constant = {TIMEOUT_CONSTANT}",
+        "use_git_change_detection = false",
+        "use_setproctitle = false",
+        "",
+    ]))
+    # Tests changed (e.g. new ones pulled): recollect which tests cover which function.
+    digest = hashlib.sha256()
+    for p in sorted((ROOT / "tests").rglob("*.py")):
+        digest.update(p.read_bytes())
+    stamp = wd / "tests.sha256"
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        (wd / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        stamp.write_text(digest.hexdigest())
+    return wd
+
+
+def env_for(wd: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(wd / "_site"), str(wd / "mutants")])
+    env.setdefault("TVM_NUM_THREADS", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def check_layout(wd: Path, files: list[str]) -> None:
+    """The staged modules must import from mutants/ with the editable finder out of the way."""
+    mods = [to_package_path(f)[:-3].replace("/", ".") for f in files]
+    code = ("import importlib, sys; "
+            f"print('\\n'.join(importlib.import_module(m).__file__ for m in {mods!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=wd / "mutants", env=env_for(wd),
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"mutation: staged import failed:\n{out.stderr}")
+    bad = [p for p in out.stdout.split() if not p.startswith(str(wd / "mutants") + "/")]
+    if bad:
+        sys.exit(f"mutation: modules imported from outside mutants/: {bad}")
+
+
+def meta_of(wd: Path, package_path: str) -> dict:
+    p = wd / "mutants" / (package_path + ".meta")
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def run_group(group: str, files: list[str], max_children: int, resume: bool) -> dict:
+    wd = stage(group, files, max_children)
+    # Generate mutants first (names are needed to pick this module's ones), then run.
+    env = env_for(wd)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    patterns = []
+    for f in files:
+        mod = to_package_path(f)[:-3].replace("/", ".")
+        patterns.append(mod + ".*")
+    names = patterns
+    if resume:
+        names = []
+        for f in files:
+            names += [k for k, v in meta_of(wd, to_package_path(f)).get(
+                "exit_code_by_key", {}).items() if v is None] or ([] if meta_of(
+                    wd, to_package_path(f)) else [to_package_path(f)[:-3].replace("/", ".") + ".*"])
+    t0 = time.time()
+    log = wd / "mutmut.log"
+    if names:
+        print(f"[{group}] mutmut run over {', '.join(files)} (log: {log.relative_to(ROOT)})",
+              flush=True)
+        with open(log, "w") as fh:
+            proc = subprocess.run(mutmut + ["run", "--max-children", str(max_children)] + names,
+                                  cwd=wd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        tail = log.read_text(errors="replace")[-3000:]
+        if proc.returncode:
+            sys.exit(f"mutation: mutmut failed ({proc.returncode}):\n{tail}")
+    check_layout(wd, files)
+    wall = time.time() - t0
+    return collect(group, wd, files, wall, env)
+
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+          -11: "segfault", -9: "segfault", 37: "killed", None: "not_checked"}
+
+
+def function_lines(source: str) -> dict[tuple[str | None, str], int]:
+    """(class, function) -> line of its ``def`` (top-level functions and methods)."""
+    out = {}
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[(None, node.name)] = node
+        elif isinstance(node, ast.ClassDef):
+            for sub in node.body:
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out[(node.name, sub.name)] = sub
+    return out
+
+
+def not_mutated(source: str) -> list[dict]:
+    """Functions mutmut 3 leaves alone: decorated by anything but staticmethod/classmethod."""
+    rows = []
+    for (cls, name), node in function_lines(source).items():
+        decos = [ast.unparse(d) for d in node.decorator_list]
+        if decos and not (len(decos) == 1 and decos[0] in ("staticmethod", "classmethod")):
+            rows.append({"function": f"{cls + '.' if cls else ''}{name}", "line": node.lineno,
+                         "lines": node.end_lineno - node.lineno + 1,
+                         "why": "decorated (" + ", ".join("@" + d for d in decos) + ")"})
+    for i, line in enumerate(source.splitlines(), 1):
+        if re.search(r"#\s*pragma:\s*no mutate", line):
+            rows.append({"function": None, "line": i, "lines": 1, "why": "# pragma: no mutate"})
+    return rows
+
+
+def collect(group, wd, files, wall, env) -> dict:
+    sys.path.insert(0, str(wd))
+    from mutmut.mutation.diff_apply import get_diff_for_mutant  # noqa: E402
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key  # noqa: E402
+    modules = {}
+    cwd = os.getcwd()
+    os.chdir(wd)
+    try:
+        for f in files:
+            ppath = to_package_path(f)
+            meta = meta_of(wd, ppath)
+            codes = meta.get("exit_code_by_key", {})
+            durations = meta.get("durations_by_key", {})
+            source = (ROOT / f).read_text()
+            defs = function_lines(source)
+            counts = {"killed": 0, "survived": 0, "timeout": 0, "no_tests": 0, "segfault": 0,
+                      "not_checked": 0, "suspicious": 0}
+            survivors = []
+            for key, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
+                status = STATUS.get(code, "suspicious")
+                counts[status] += 1
+                if status not in ("survived", "no_tests", "suspicious", "not_checked"):
+                    continue
+                diff = get_diff_for_mutant(key, path=ppath)
+                func, cls = orig_function_and_class_names_from_key(key)
+                node = defs.get((cls, func))
+                line = (node.lineno + _first_changed(diff)) if node else None
+                survivors.append({"mutant": key, "status": status,
+                                  "where": f"{f}:{line}" if line else f,
+                                  "diff": _short_diff(diff, f)})
+            total = sum(counts.values())
+            done = counts["killed"] + counts["timeout"] + counts["segfault"]
+            checked = total - counts["not_checked"]
+            modules[f] = {
+                **counts, "total": total,
+                "score": round(done / checked, 4) if checked else None,
+                "not_mutated": not_mutated(source),
+                "survivors": survivors,
+                "mutant_seconds": round(sum(v for v in durations.values() if v), 1),
+            }
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(wd))
+    return {"group": group, "wall_s": round(wall, 1), "modules": modules,
+            "tests": pool_of(group)}
+
+
+def _natural(key: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
+
+
+def _first_changed(diff: str) -> int:
+    """Offset (0-based, from the def line) of the first original line a function diff changes."""
+    old = 0
+    started = False
+    for line in diff.splitlines():
+        if line.startswith("@@"):
+            old = int(re.match(r"@@ -(\d+)", line).group(1)) - 1
+            started = True
+            continue
+        if not started:
+            continue
+        if line.startswith(("-", "+")):
+            return old
+        old += 1
+    return 0
+
+
+def _short_diff(diff: str, path: str) -> str:
+    lines = [ln for ln in diff.splitlines()[2:] if ln.startswith(("-", "+"))]
+    return "\n".join(lines)
+
+
+def merge(results: list[dict], json_path: Path, md_path: Path, started: float) -> dict:
+    data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data.setdefault("modules", {})
+    data.setdefault("runs", [])
+    import mutmut
+    for r in results:
+        for f, m in r["modules"].items():
+            m["group"] = r["group"]
+            m["tests_pool"] = r["tests"]
+            m["measured"] = time.strftime("%Y-%m-%d %H:%M")
+            data["modules"][f] = m
+        n = sum(m["total"] - m["not_checked"] for m in r["modules"].values())
+        data["runs"].append({"group": r["group"], "modules": sorted(r["modules"]),
+                             "mutants_run": n, "wall_s": r["wall_s"],
+                             "mutants_per_minute": round(60 * n / r["wall_s"], 1)
+                             if r["wall_s"] else None,
+                             "at": time.strftime("%Y-%m-%d %H:%M")})
+    data["runs"] = data["runs"][-30:]
+    data["tool"] = f"mutmut {mutmut.__version__}"
+    data["settings"] = {"pytest_args": PYTEST_ARGS, "timeout_multiplier": TIMEOUT_MULTIPLIER,
+                        "timeout_constant": TIMEOUT_CONSTANT,
+                        "groups": {g: v["mutate"] for g, v in GROUPS.items()}}
+    tot = {k: sum(m[k] for m in data["modules"].values())
+           for k in ("killed", "survived", "timeout", "no_tests", "segfault", "not_checked",
+                     "suspicious", "total")}
+    checked = tot["total"] - tot["not_checked"]
+    tot["score"] = round((tot["killed"] + tot["timeout"] + tot["segfault"]) / checked, 4) \
+        if checked else None
+    data["total"] = tot
+    data["modules"] = dict(sorted(data["modules"].items()))
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    md_path.write_text(render_md(data))
+    return data
+
+
+def render_md(data: dict) -> str:
+    out = ["# Mutation testing (`make mutation`)", "",
+           f"Tool: {data['tool']}, run by `benchmarks/mutation.py` (see its docstring for the "
+           "staging layout). Score = (killed + timeout) / mutants checked. Raw data, with the "
+           "diff of every survivor: `mutation.json`.", "",
+           "| module | killed | survived | timeout | no tests | total | score | not mutated |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for f, m in data["modules"].items():
+        nm = ", ".join(f"{r['function'] or 'line'} (l.{r['line']})" for r in m["not_mutated"])
+        score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "-"
+        out.append(f"| {f} | {m['killed']} | {m['survived']} | {m['timeout']} | "
+                   f"{m['no_tests']} | {m['total']} | {score} | {nm or '-'} |")
+    t = data["total"]
+    score = f"{100 * t['score']:.1f}%" if t["score"] is not None else "-"
+    out.append(f"| **all** | {t['killed']} | {t['survived']} | {t['timeout']} | "
+               f"{t['no_tests']} | {t['total']} | {score} | |")
+    out += ["", "Runs (latest last):", ""]
+    for r in data["runs"][-8:]:
+        out.append(f"- {r['at']} {r['group']}: {r['mutants_run']} mutants in {r['wall_s']:.0f} s "
+                   f"({r['mutants_per_minute']} / min)")
+    notes = data.get("review", {})  # written by hand into mutation.json, kept across runs
+    if notes:
+        out += ["", "## Survivors reviewed", ""]
+        for where, text in notes.items():
+            out.append(f"- `{where}`: {text}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mutate", nargs="*", default=[],
+                    help="repository files / folders (default: every group)")
+    ap.add_argument("--resume", action="store_true",
+                    help="only mutants without a result (after an interrupted run)")
+    ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=RESULTS / "mutation.json")
+    ap.add_argument("--md", type=Path, default=RESULTS / "mutation.md")
+    args = ap.parse_args(argv)
+    started = time.time()
+    chosen = select([m for arg in args.mutate for m in arg.split()])
+    results = []
+    for group, files in chosen.items():
+        r = run_group(group, files, args.max_children, args.resume)
+        results.append(r)
+        merge([r], args.json, args.md, started)  # after each group, so a stop keeps results
+        for f, m in r["modules"].items():
+            s = f"{100 * m['score']:.1f}%" if m["score"] is not None else "-"
+            print(f"  {f}: {m['killed']} killed, {m['survived']} survived, {m['timeout']} timeout,"
+                  f" {m['no_tests']} no tests / {m['total']} -> {s}", flush=True)
+    print(f"mutation: {time.time() - started:.0f} s; results in {args.json.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
