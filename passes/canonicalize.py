@@ -3,18 +3,46 @@
 Rewrites inference batch norm as a scale and shift (numpy), variadic Max / Min / Sum / Mean
 as pairwise binary ops and padded average pooling as a depthwise convolution; decomposes what
 else TVM decomposes for inference, folds constants (so transposed weights become plain
-constants), folds per-channel scale/shift into the GEMM anchors, and drops dead bindings.
+constants), folds per-channel scale/shift into the GEMM anchors, turns what is left of a
+division by a constant tensor into a multiply by its reciprocal, and drops dead bindings.
 """
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import relax
+from tvm.relax.dpl import is_const, is_op, wildcard
 
+from ._rewrite import rewrite_functions
 from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_scale_shift import FoldScaleShift
 from .padded_avg_pool import PaddedAvgPoolAsConv
 from .pairwise_variadic import PairwiseVariadicOps
+from .scalar_function import scalar_constant
 from .simplify_batch_norm import SimplifyBatchNorm
+
+
+def _divide_by_constant_rule():
+    """``x / c`` -> ``x * (1 / c)`` for a float32 constant tensor ``c`` without zeros. A
+    constant whose elements are all equal stays a division: Linearize folds it into the
+    scalar function around it, exactly as before."""
+    x, c = wildcard(), is_const()
+    pattern = is_op("relax.divide")(x, c)
+
+    def rewrite(expr, m):
+        value = m[c].value.numpy()
+        if (value.dtype != np.float32 or scalar_constant(m[c]) is not None
+                or not np.all(np.isfinite(value) & (value != 0))):
+            return expr
+        return relax.op.multiply(m[x], relax.const((1.0 / value).astype(np.float32)))
+
+    return pattern, rewrite
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.DivideByConstantAsMultiply")
+class DivideByConstantAsMultiply:
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        return rewrite_functions(mod, *_divide_by_constant_rule())
 
 
 def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
@@ -28,6 +56,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             relax.transform.FoldConstant(),
             FoldScaleShift(),
             relax.transform.FoldConstant(),
+            DivideByConstantAsMultiply(),
             relax.transform.DeadCodeElimination(),
         ],
         name="nm.Canonicalize",
