@@ -60,6 +60,18 @@ def _check_layer_norm_outputs(proto: onnx.ModelProto) -> None:
                 "outputs, which TVM's ONNX importer does not compute; only output Y is supported")
 
 
+def _check_batch_norm_inference(proto: onnx.ModelProto) -> None:
+    """A BatchNormalization in training mode normalizes with the batch's own statistics;
+    the flow folds BatchNorm as inference (running statistics): refuse it rather than
+    return wrong numbers."""
+    for i, node in enumerate(proto.graph.node):
+        if node.op_type == "BatchNormalization" and any(
+                a.name == "training_mode" and a.i for a in node.attribute):
+            raise ModelLoadError(
+                f"BatchNormalization node '{node.name or f'#{i}'}' has training_mode=1; only "
+                "inference mode (running mean / variance) is supported")
+
+
 def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     """ONNX -> Relax with static shapes and weights as constants."""
     proto = load_onnx(model)
@@ -68,6 +80,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     except onnx.checker.ValidationError as err:
         raise ModelLoadError(f"ONNX model is invalid: {err}") from None
     _check_layer_norm_outputs(proto)
+    _check_batch_norm_inference(proto)
     input_shapes = dict(input_shapes or {})
     shapes, dtypes = {}, {}
     for inp in _graph_inputs(proto):
