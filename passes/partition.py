@@ -66,6 +66,9 @@ class PartitionForAccelerator:
     """FuseOpsByPattern over the nm pattern table; composite calls carry their layer's source."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        # No alias bindings (``t = lv``, left e.g. by Linearize's Pow -> multiply): a pattern
+        # matches through them, but FuseOpsByPattern's grouping does not (cyclic dependency).
+        mod = relax.transform.CanonicalizeBindings()(mod)
         groups: list = []
         table = [_recording(p, groups) for p in pattern_table()]
         where: dict = {}  # binding variable or value -> (function name, binding index)
