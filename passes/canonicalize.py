@@ -4,7 +4,8 @@ Rewrites inference batch norm as a scale and shift (numpy), variadic Max / Min /
 as pairwise binary ops and padded average pooling as a depthwise convolution; decomposes what
 else TVM decomposes for inference, folds constants (so transposed weights become plain
 constants), folds per-channel scale/shift into the GEMM anchors, turns what is left of a
-division by a constant tensor into a multiply by its reciprocal, and drops dead bindings.
+division by a constant tensor into a multiply by its reciprocal, PRelu with a slope over
+several axes (imported as a select) into ReLU arithmetic, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ class DivideByConstantAsMultiply:
         return rewrite_functions(mod, *_divide_by_constant_rule())
 
 
+def _select_prelu_rule():
+    """``where(x < 0, x * s, x)`` -- TVM's import of PRelu when the slope varies along more than
+    one axis (``nn.prelu`` takes one) -- as ``relu(x) + (x - relu(x)) * s``, the form
+    Linearize gives ``nn.prelu``: exact (one of the two terms is zero)."""
+    x, zero, slope = wildcard(), is_const(), wildcard()
+    pattern = is_op("relax.where")(is_op("relax.less")(x, zero),
+                                   is_op("relax.multiply")(x, slope), x)
+
+    def rewrite(expr, m):
+        if scalar_constant(m[zero]) != 0.0:
+            return expr
+        pos = relax.op.nn.relu(m[x])
+        return relax.op.add(pos, relax.op.multiply(relax.op.subtract(m[x], pos), m[slope]))
+
+    return pattern, rewrite
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.SelectPReluAsRelu")
+class SelectPReluAsRelu:
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        return rewrite_functions(mod, *_select_prelu_rule())
+
+
 def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
@@ -57,6 +81,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             FoldScaleShift(),
             relax.transform.FoldConstant(),
             DivideByConstantAsMultiply(),
+            SelectPReluAsRelu(),
             relax.transform.DeadCodeElimination(),
         ],
         name="nm.Canonicalize",
