@@ -18,12 +18,13 @@ def _widen(lo: float, hi: float) -> tuple[float, float]:
     like rsqrt or log are undefined on the other side)."""
     if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):  # a constant input: any small range
         pad = 1e-3 * max(1.0, abs(lo))
-        return lo - pad, hi + pad
-    width = hi - lo
-    new_lo, new_hi = lo - MARGIN * width, hi + MARGIN * width
-    if lo >= 0:
+        new_lo, new_hi = lo - pad, hi + pad
+    else:
+        width = hi - lo
+        new_lo, new_hi = lo - MARGIN * width, hi + MARGIN * width
+    if lo >= 0:  # (a constant 0 counts as non-negative: a variance, a square)
         new_lo = max(new_lo, lo / 2)
-    if hi <= 0:
+    elif hi <= 0:
         new_hi = min(new_hi, hi / 2)
     return new_lo, new_hi
 
