@@ -34,6 +34,9 @@ FP32_EPS = 2.0 ** -23  # twice the unit roundoff: each of s, c, s*x and the sum 
 GRID_POINTS = 2049  # per cluster of the curvature grid; the pole check refines it 4x
 NEAREST = 1e-13  # closest grid point to a cluster centre, relative to the range width
 CONVERGED = 0.02  # refining the grid 4x changes a resolved curvature integral by less
+KINK_RATIO = 0.5  # a slope jump that keeps over half its size on a 4x finer grid is a kink
+KINK_FLOOR = 1e-7  # slope jumps below this (relative to the largest slope) are rounding
+SEGMENTS_PER_KINK = 2  # segments a kink takes from the smooth parts (about one, plus margin)
 
 
 class PoleError(ValueError):
@@ -100,6 +103,30 @@ def curvature_integral(f, lo: float, hi: float, name: str = "f") -> float:
     return fine_i
 
 
+def kinks(f, lo: float, hi: float) -> int:
+    """Points where f's slope jumps (ELU with alpha != 1 at 0, 1/(1 + |x|) at 0). A kink is
+    outside the curvature formula: the fitter spends about one segment on it (its error
+    ~ jump * width / 8 is equalised with the others). Found as slope changes that do not
+    shrink when the grid is refined 4x (a smooth f's shrink 4x); an under-resolved steep end
+    may also count, which only makes the limit more cautious."""
+    fine = np.linspace(lo, hi, 4 * GRID_POINTS - 3)  # the coarse grid's points are every 4th
+    with np.errstate(all="ignore"):
+        y = np.asarray(f(fine), np.float64)
+    slope_fine = np.diff(y) / np.diff(fine)
+    slope_coarse = np.diff(y[::4]) / np.diff(fine[::4])
+    jump_fine = np.abs(np.diff(slope_fine))
+    jump_coarse = np.abs(np.diff(slope_coarse))
+    floor = KINK_FLOOR * (1.0 + float(np.max(np.abs(slope_fine))))
+    count, last = 0, -10
+    for j in np.flatnonzero(jump_coarse > floor):  # coarse interior point j+1 = fine 4(j+1)
+        window = jump_fine[max(0, 4 * j):4 * j + 7]
+        around = jump_coarse[max(0, j - 1):j + 2].max()  # not fooled by an inflection at j
+        if window.size and window.max() > KINK_RATIO * around:
+            count += j > last + 2  # a kink between two coarse points shows at both
+            last = j
+    return count
+
+
 def _fp32_term(f, lo: float, hi: float) -> float:
     """Rounding of the table evaluation: eps * (2 |s x| + |c| + |y|), with the tangent's
     slope and intercept standing in for the segment's."""
@@ -120,7 +147,8 @@ def limit(f, lo: float, hi: float, segments: int, calibrated: bool = False,
     if segments < 1:
         raise ValueError(f"{name}: need at least 1 segment (got {segments})")
     curvature = curvature_integral(f, lo, hi, name)
-    h2 = (curvature / segments) ** 2
+    smooth = max(1, segments - SEGMENTS_PER_KINK * kinks(f, lo, hi))
+    h2 = (curvature / smooth) ** 2
     few = FEW_SEGMENTS_FACTOR if segments < FEW_SEGMENTS else 1.0
     fp32 = _fp32_term(f, lo, hi)
     max_err = few * FINITE_N * (CHORD_MAX if calibrated else ZERO_MEAN_MAX) * h2 + fp32
