@@ -50,9 +50,8 @@ def model_digest(name: str, target: str) -> dict:
                 value = arg.value.numpy()
                 digest.update(str(value.dtype).encode() + str(value.shape).encode())
                 digest.update(np.ascontiguousarray(value).tobytes())
-    layers = json.loads(str(compiled.offloaded_module.attrs["nm.layers"]))
-    digest.update(json.dumps(layers, sort_keys=True).encode())
-    return {"sha256": digest.hexdigest(), "calls": len(calls), "layers": len(layers)}
+    digest.update(json.dumps(compiled.layers, sort_keys=True).encode())
+    return {"sha256": digest.hexdigest(), "calls": len(calls), "layers": len(compiled.layers)}
 
 
 def digests(models, targets=TARGETS) -> dict:

@@ -38,15 +38,15 @@ def measured_rows(model, samples: list[dict], target=None, input_shapes: dict | 
     table and through the exact function. ``config`` must be the LinearizeConfig the model was
     (or will be) compiled with, so the tables are the same."""
     from nm_tvm.calibrate import probe_table_inputs
-    from nm_tvm.host_kernels import exact_function
 
     probe, seen = probe_table_inputs(model, samples, target, input_shapes, config)
+    exact = probe.record.exact_functions
     by_id = {t["id"]: t for t in probe.pwl_tables}
     rows = []
     for inst, x in seen.items():
         table = PWLTable.from_array(np.asarray(by_id[inst]["table"], np.float32))
         with np.errstate(all="ignore"):
-            err = np.abs(table(x).astype(np.float64) - exact_function(inst)(x.astype(np.float64)))
+            err = np.abs(table(x).astype(np.float64) - exact[inst](x.astype(np.float64)))
         err = err[np.isfinite(err)]
         inside = (x >= by_id[inst]["lo"]) & (x <= by_id[inst]["hi"])
         rows.append({"table": inst, "function": by_id[inst]["key"], "inputs": int(x.size),

@@ -3,8 +3,8 @@
 The file is an uncompressed tar holding
 
 * ``manifest.json`` -- format name and version, the nm_tvm / ISA / TVM versions it was built
-  with, the target's full hardware description, input names/shapes/dtypes, output names, the
-  layer table and the host ops;
+  with, the target's full hardware description, input names/shapes/dtypes, output names, and
+  the compile record (``nm_tvm.record``: layers, PWL tables, host ops; its own schema version);
 * ``model.so`` -- ``executable.export_library``: the Relax VM program with every accelerator
   program and weight inside as constants (so the tar is self-contained).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import tvm
 
 FORMAT = "nm-tvm-artifact"
-FORMAT_VERSION = 2  # 2: manifest records the library's size and sha256
+FORMAT_VERSION = 3  # 2: the library's size and sha256; 3: the compile record
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 
@@ -74,32 +74,8 @@ def manifest_of(compiled, model_name: str = "") -> dict:
         "inputs": [{"name": n, "shape": list(compiled.input_shapes[n]),
                     "dtype": compiled.input_dtypes[n]} for n in compiled.input_names],
         "outputs": list(compiled.output_names),
-        "layers": compiled.layers,
-        "host_ops": list(compiled.host_ops),
-        "module_attrs": _module_attrs(compiled.offloaded_module),
+        "record": compiled.record.to_dict(),
     }
-
-
-def _module_attrs(mod) -> dict:
-    """The offloaded module's ``nm.*`` attributes (JSON text or string lists), which
-    CompiledModel reads at construction; kept so a loaded model is built the same way."""
-    out = {}
-    for key, value in (mod.attrs.items() if mod is not None and mod.attrs else []):
-        if isinstance(value, str):
-            out[str(key)] = str(value)
-        else:
-            try:
-                out[str(key)] = [str(v) for v in value]
-            except TypeError:
-                out[str(key)] = str(value)
-    return out
-
-
-class _ModuleAttrs:
-    """Stands in for the offloaded IRModule (not stored in artifacts): only ``.attrs``."""
-
-    def __init__(self, attrs: dict):
-        self.attrs = attrs
 
 
 def save(compiled, path: str | Path, model_name: str = "") -> Path:
@@ -169,6 +145,7 @@ def _check_library(path: Path, data: bytes, expected: dict) -> None:
 def load(path: str | Path):
     """Load an artifact into a :class:`nm_tvm.CompiledModel` (no recompilation)."""
     from nm_tvm import frontend
+    from nm_tvm.record import CompileRecord, RecordError
     from nm_tvm.runtime import CompiledModel
     from nm_tvm.target import simulator
     from nm_tvm.target.hardware import HardwareConfig, HardwareConfigError
@@ -201,12 +178,10 @@ def load(path: str | Path):
         input_dtypes={i["name"]: i["dtype"] for i in inputs},
         output_names=list(manifest["outputs"]))
     try:
-        compiled = CompiledModel(executable, hw, imported, manifest["layers"],
-                                 manifest["host_ops"],
-                                 offloaded=_ModuleAttrs(manifest.get("module_attrs", {})))
-    except (KeyError, TypeError, ValueError) as err:  # a manifest from another nm_tvm build
-        raise ArtifactError(f"'{path}' was written by an incompatible nm_tvm build (its "
-                            f"manifest lacks {err}): recompile the model") from None
-    compiled.offloaded_module = None  # the IR is not in the artifact; the executable is
+        record = CompileRecord.from_dict(manifest.get("record"), source=f"{path}:{MANIFEST}")
+    except RecordError as err:  # a manifest from another nm_tvm build
+        raise ArtifactError(f"'{path}' was written by an incompatible nm_tvm build ({err}): "
+                            "recompile the model") from None
+    compiled = CompiledModel(executable, hw, imported, record)  # the IR is not in the artifact
     compiled.manifest = manifest
     return compiled

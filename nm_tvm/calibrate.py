@@ -3,10 +3,10 @@ input really takes (NeuralMatrix fits tables where the data falls, not on a gues
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
+from nm_tvm.host_kernels import exact_functions
 from nm_tvm.passes import LinearizeConfig
 
 MAX_SAMPLES = 200_000  # values kept per table for weighting the fit
@@ -39,13 +39,13 @@ def probe_table_inputs(model, samples: list[dict], target=None,
 
     probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
                        strict=False, probe=True)
-    meta = json.loads(str(probe.offloaded_module.attrs["nm.probes"]))
-    ids, first = meta["ids"], meta["n_outputs"]
+    ids, first = probe.record.probes.ids, probe.record.probes.n_outputs
     seen: dict[str, list] = {inst: [] for inst in ids}
-    for sample in samples:
-        outputs = probe.run(sample)
-        for inst, value in zip(ids, outputs[first:]):
-            seen[inst].append(np.asarray(value, np.float32).ravel())
+    with exact_functions(probe.record.exact_functions):
+        for sample in samples:
+            outputs = probe.run(sample)
+            for inst, value in zip(ids, outputs[first:]):
+                seen[inst].append(np.asarray(value, np.float32).ravel())
     return probe, {inst: np.concatenate(parts) for inst, parts in seen.items()}
 
 

@@ -15,6 +15,7 @@ import dataclasses
 from nm_tvm.passes import (Canonicalize, Linearize, LinearizeConfig, LowerToAccelerator,
                            PartitionForAccelerator, VerifyGemmOnly)
 from nm_tvm.pwl import OUTER_SEGMENTS
+from nm_tvm.record import CompileRecord
 from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.tags import config_of
 
@@ -22,16 +23,18 @@ PIPELINE_NAME = "nm"
 
 
 def accelerator_passes(hw: HardwareConfig, strict: bool = True,
-                       linearize: LinearizeConfig | None = None,
-                       probe: bool = False) -> tvm.transform.Pass:
+                       linearize: LinearizeConfig | None = None, probe: bool = False,
+                       record: CompileRecord | None = None) -> tvm.transform.Pass:
     """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module.
-    ``probe`` also returns every fitted table's input tensor (for calibration)."""
+    ``probe`` also returns every fitted table's input tensor (for calibration); ``record``
+    receives the tables, layers and host ops."""
     # Table entries: the fitted segments, the asymptote segments, one entry for negation.
     config = dataclasses.replace(linearize or LinearizeConfig(),
                                  max_segments=hw.pwl_entries - 1 - OUTER_SEGMENTS)
     return tvm.transform.Sequential(
-        [Canonicalize(), Linearize(config, probe), PartitionForAccelerator(),
-         LowerToAccelerator(hw), VerifyGemmOnly(strict)], name="nm.AcceleratorPasses")
+        [Canonicalize(), Linearize(config, probe, record), PartitionForAccelerator(),
+         LowerToAccelerator(hw, record), VerifyGemmOnly(strict, record)],
+        name="nm.AcceleratorPasses")
 
 
 def nm_pipeline(hw: HardwareConfig | None = None, strict: bool = True) -> tvm.transform.Pass:

@@ -1,8 +1,6 @@
 """Compile a model for an nm target and run it on the simulator through the Relax VM."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import tvm
 from tvm import relax
@@ -11,6 +9,7 @@ from nm_tvm import frontend, support
 from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
 from nm_tvm.passes import LinearizeConfig
 from nm_tvm.pipeline import accelerator_passes
+from nm_tvm.record import CompileRecord
 from nm_tvm.report import LayerStats, RunStats
 from nm_tvm.target import simulator
 from nm_tvm.target.hardware import HardwareConfig
@@ -31,17 +30,18 @@ class CompiledModel:
     """A model compiled for one target. ``run`` mirrors ``onnxruntime.InferenceSession.run``."""
 
     def __init__(self, executable, hw: HardwareConfig, imported: frontend.ImportedModel,
-                 layers: list[dict], host_ops: list[str], offloaded: tvm.IRModule):
+                 record: CompileRecord, offloaded: tvm.IRModule | None = None):
         self.executable = executable
         self.hw = hw
         self.input_names = imported.input_names
         self.input_shapes = imported.input_shapes
         self.input_dtypes = imported.input_dtypes
         self.output_names = imported.output_names
-        self.layers = layers
-        self.host_ops = host_ops
-        self.offloaded_module = offloaded
-        self.pwl_tables = json.loads(str(offloaded.attrs["nm.pwl_tables"]))
+        self.record = record
+        self.layers = record.layers
+        self.host_ops = record.host_ops
+        self.pwl_tables = record.tables
+        self.offloaded_module = offloaded  # None when reloaded from an artifact
         self.stats: RunStats | None = None
         self._vm = None
 
@@ -128,10 +128,11 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
 
         linearize = calibrate(model, calibration, target=hw, input_shapes=input_shapes,
                               config=linearize)
+    record = CompileRecord()
     try:
         imported = frontend.import_model(model, input_shapes)
         with tvm_target:
-            offloaded = accelerator_passes(hw, strict, linearize, probe)(imported.mod)
+            offloaded = accelerator_passes(hw, strict, linearize, probe, record)(imported.mod)
     except (NotGemmOnlyError, frontend.ModelLoadError) as err:
         # Name the ONNX operators and nodes behind the failure (TVM's importer or
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows.
@@ -141,7 +142,5 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
             raise UnsupportedOperatorError(
                 f"{support.unsupported_message(unsupported)} [compiler: {err}]") from None
         raise
-    layers = json.loads(str(offloaded.attrs["nm.layers"]))
-    host_ops = [str(s) for s in offloaded.attrs["nm.host_ops"]]
     executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")
-    return CompiledModel(executable, hw, imported, layers, host_ops, offloaded)
+    return CompiledModel(executable, hw, imported, record, offloaded)

@@ -17,11 +17,11 @@ Two rewrites, in order:
 
 ``nm.pwl_map`` is ``call_dps_packed("nm.pwl_map", [x, table])``: the partitioner offloads it to
 the accelerator's PWL unit; on the host (strict=False) a numpy implementation runs it. The
-tables, their ranges and fitted errors are recorded in the module attribute ``nm.pwl_tables``.
+tables, their ranges, fitted errors and limits go into the pass's compile record
+(``nm_tvm.record.CompileRecord.tables``).
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 
@@ -33,10 +33,16 @@ from tvm import relax
 from nm_tvm.provenance import inherit_span
 from nm_tvm.pwl import OUTER_SEGMENTS, PL, PWLTable, fit
 from nm_tvm.pwl_limits import PoleError, limit
+from nm_tvm.record import CompileRecord, ProbeRecord
 
 from . import scalar_function as sf
 
+
+
+# The Relax-level functions Linearize emits: the backend offloads the first to the PWL unit;
+# nm_tvm/host_kernels.py implements both on the host.
 PWL_FUNC = "nm.pwl_map"
+EXACT_FUNC = "nm.exact_map"
 
 
 @tvm_ffi.register_error
@@ -97,9 +103,6 @@ class _Tables:
         observed ranges do not depend on other tables' (uncalibrated) errors."""
         inst = table.notes.get("id")
         if self.probe and inst in self.functions:
-            from nm_tvm.host_kernels import EXACT_FUNC, register_exact
-
-            register_exact(inst, self.functions[inst])
             return relax.call_dps_packed(EXACT_FUNC, relax.Tuple([x, tvm.ir.StringImm(inst)]),
                                          relax.TensorType(x.ty.shape, "float32"))
         return pwl_call(x, table)
@@ -414,13 +417,17 @@ class Linearize:
     """Rewrite nonlinear operators into PWL maps + GEMMs + vector ops (see module doc).
 
     With ``probe=True`` ``main`` also returns the input tensor of every fitted table (after
-    the model's outputs, ids in the module attribute ``nm.probes``): calibration runs that
-    module on sample inputs to find each table's real input range.
+    the model's outputs; ``record.probes`` says which) and evaluates the fitted functions
+    exactly (``record.exact_functions``): calibration runs that module on sample inputs to
+    find each table's real input range. The tables go to ``record.tables`` (the caller's
+    record, or the pass's own).
     """
 
-    def __init__(self, config: LinearizeConfig | None = None, probe: bool = False):
+    def __init__(self, config: LinearizeConfig | None = None, probe: bool = False,
+                 record: CompileRecord | None = None):
         self.config = config or LinearizeConfig()
         self.probe = probe
+        self.record = record if record is not None else CompileRecord()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         tables = _Tables(self.config, self.probe)
@@ -435,12 +442,13 @@ class Linearize:
                 if replace:
                     mod[gv] = _FuseScalar(mod, tables, replace).visit_expr(func)
         if self.probe:
-            mod = _expose_probes(mod, tables.probes)
-        mod = relax.transform.DeadCodeElimination()(mod)
-        return mod.with_attr("nm.pwl_tables", json.dumps(tables.records))
+            mod, self.record.probes = _expose_probes(mod, tables.probes)
+            self.record.exact_functions = dict(tables.functions)
+        self.record.tables = tables.records
+        return relax.transform.DeadCodeElimination()(mod)
 
 
-def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
+def _expose_probes(mod: tvm.IRModule, probes: list) -> tuple[tvm.IRModule, ProbeRecord]:
     """Append the probed tensors to main's outputs (a flat tuple). Roots are found again by
     position (parameter or binding index), since ToNonDataflow makes new variables; a root the
     scalar fusion re-emitted is found by its (unique) name. A root found neither way is not
@@ -473,8 +481,7 @@ def _expose_probes(mod: tvm.IRModule, probes: list) -> tvm.IRModule:
     mod["main"] = relax.Function(main.params, body, ret_ty, attrs=main.attrs)
     mod = relax.transform.Normalize()(mod)
     mod = relax.transform.ConvertToDataflow()(mod)
-    return mod.with_attr("nm.probes", json.dumps({"ids": [inst for inst, _ in found],
-                                                  "n_outputs": sum(_leaves(e.ty) for e in outs)}))
+    return mod, ProbeRecord([inst for inst, _ in found], sum(_leaves(e.ty) for e in outs))
 
 
 def _leaves(ty) -> int:

@@ -3,11 +3,11 @@
 Each composite becomes ``R.call_dps_packed("nm_accel.run", [program, operands...])``: the
 program (int64 constant) and the layer's weights travel inside the executable as constants, so
 an exported library is self-contained, and the Relax VM calls the C++ simulator directly.
-The layer table (names, kinds, analytic MACs) is attached to the module as ``nm.layers``.
+The layer table (names, kinds, analytic MACs) goes into the pass's compile record
+(``nm_tvm.record.CompileRecord.layers``).
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
@@ -16,11 +16,13 @@ import tvm_ffi
 from tvm import relax
 
 from nm_tvm.provenance import layer_source
+from nm_tvm.record import CompileRecord
+
+from .linearize import PWL_FUNC
 from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 
 RUN_FUNC = "nm_accel.run"
-PWL_FUNC = "nm.pwl_map"
 
 # Passes run behind the FFI: register the codegen's error class so that a layer that cannot be
 # mapped arrives in Python as CodegenError (not a bare RuntimeError).
@@ -232,10 +234,12 @@ def check_total_dram(layers: list[dict], hw: HardwareConfig) -> None:
 
 @tvm.transform.module_pass(opt_level=0, name="nm.LowerToAccelerator")
 class LowerToAccelerator:
-    """Generate a program per accelerator composite and call the simulator from the VM."""
+    """Generate a program per accelerator composite and call the simulator from the VM; the
+    layer table goes to ``record.layers`` (the caller's record, or the pass's own)."""
 
-    def __init__(self, hw: HardwareConfig):
+    def __init__(self, hw: HardwareConfig, record: CompileRecord | None = None):
         self.hw = hw
+        self.record = record if record is not None else CompileRecord()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         layers: list[dict] = []
@@ -290,4 +294,5 @@ class LowerToAccelerator:
         lowered = relax.transform.DeadCodeElimination()(lowered)
         _unique_names(layers)
         check_total_dram(layers, hw)
-        return lowered.with_attr("nm.layers", json.dumps(layers))
+        self.record.layers = layers
+        return lowered

@@ -14,6 +14,8 @@ from tvm import relax
 from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
 
+from .linearize import PWL_FUNC
+
 CODEGEN = "nm"
 
 
@@ -172,7 +174,6 @@ def _simple(name, op, check, epilogues=False):
     return pats
 
 
-PWL_FUNC = "nm.pwl_map"
 _BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum")
 
 

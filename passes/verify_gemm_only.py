@@ -11,6 +11,7 @@ import tvm_ffi
 from tvm import relax
 
 from nm_tvm.provenance import source_node
+from nm_tvm.record import CompileRecord
 
 from .lower_to_accelerator import RUN_FUNC
 
@@ -56,10 +57,12 @@ def _where(binding) -> str:
 
 @tvm.transform.module_pass(opt_level=0, name="nm.VerifyGemmOnly")
 class VerifyGemmOnly:
-    """Record host ops in the module attribute ``nm.host_ops``; raise in strict mode."""
+    """Record host ops in ``record.host_ops`` (the caller's record, or the pass's own); raise
+    in strict mode."""
 
-    def __init__(self, strict: bool = True):
+    def __init__(self, strict: bool = True, record: CompileRecord | None = None):
         self.strict = strict
+        self.record = record if record is not None else CompileRecord()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         leftover = host_ops(mod)
@@ -68,4 +71,5 @@ class VerifyGemmOnly:
             raise NotGemmOnlyError(
                 f"{len(leftover)} operator(s) are not supported by the accelerator: {listing}. "
                 "Pass strict=False to run them on the host CPU instead.")
-        return mod.with_attr("nm.host_ops", [f"{where}:{op}" for where, op in leftover])
+        self.record.host_ops = [f"{where}:{op}" for where, op in leftover]
+        return mod

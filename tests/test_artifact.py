@@ -11,6 +11,7 @@ import pytest
 import nm_tvm
 from nm_tvm import artifact
 from nm_tvm.models import mlp
+from nm_tvm.record import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,28 @@ def test_manifest_describes_the_model(saved):
     assert m["inputs"] == [{"name": "input", "shape": [4, 64], "dtype": "float32"}]
     assert m["outputs"] == compiled.output_names
     assert m["hardware"]["dtypes"]["operand"] == "bfloat16"
-    assert len(m["layers"]) == len(compiled.layers) and m["host_ops"] == []
+    record = m["record"]
+    assert record["schema"] == SCHEMA_VERSION
+    assert record["layers"] == compiled.layers and record["host_ops"] == []
+    assert record["tables"] == compiled.pwl_tables
+
+
+def test_reloaded_model_has_the_same_record(saved):
+    path, compiled = saved
+    loaded = artifact.load(path)
+    assert loaded.record.to_dict() == compiled.record.to_dict()
+    assert loaded.offloaded_module is None  # the IR is not stored; the executable is
+
+
+@pytest.mark.parametrize("record", [None, {"schema": 99, "layers": [], "tables": [],
+                                           "host_ops": []},
+                                    {"schema": SCHEMA_VERSION, "layers": [{"id": 0}],
+                                     "tables": [], "host_ops": []}],
+                         ids=["missing", "other schema", "malformed layer"])
+def test_bad_record_is_refused(saved, tmp_path, record):
+    path, _ = saved
+    with pytest.raises(artifact.ArtifactError, match="incompatible nm_tvm build"):
+        artifact.load(_rewrite(path, tmp_path / "rec.tar", record=record))
 
 
 def _rewrite(path, dest, **changes):

@@ -49,6 +49,8 @@ FUNCTIONS = {
     "softplus": (lambda x: np.logaddexp(0.0, x), (-8.0, 8.0)),
     "mish": (lambda x: x * np.tanh(np.logaddexp(0.0, x)), (-8.0, 8.0)),
     "elu": (lambda x: np.where(x > 0, x, np.expm1(x)), (-8.0, 8.0)),
+    "elu_alpha2": (lambda x: np.where(x > 0, x, 2.0 * np.expm1(x)), (-8.0, 8.0)),  # a kink at 0
+    "kink_off_grid": (lambda x: np.abs(x - 0.3) + 0.1 * x * x, (-8.0, 8.0)),
     "softsign_factor": (lambda x: 1.0 / (1.0 + np.abs(x)), (-8.0, 8.0)),
 }
 SEGMENTS = [4, 8, 16, 32, 64, 128, 256]
@@ -81,6 +83,15 @@ def test_curvature_integral_matches_closed_forms():
              (lambda x: x * x, -3.0, 5.0, SQRT2 * 8.0)]
     for f, lo, hi, expect in cases:
         assert pwl_limits.curvature_integral(f, lo, hi) == pytest.approx(expect, rel=2e-3)
+
+
+def test_kinks_are_counted():
+    """Slope jumps are outside the curvature formula; each takes segments from the rest."""
+    assert pwl_limits.kinks(FUNCTIONS["elu_alpha2"][0], -8.0, 8.0) == 1
+    assert pwl_limits.kinks(lambda x: np.abs(x - 0.3) + np.abs(x + 2.1), -8.0, 8.0) == 2
+    for smooth in ("gelu", "tanh", "exp", "elu", "mish"):  # elu (alpha 1) is C1
+        f, (lo, hi) = FUNCTIONS[smooth]
+        assert pwl_limits.kinks(f, lo, hi) == 0, smooth
 
 
 def test_limit_formula():
@@ -223,7 +234,6 @@ def test_model_tables_within_their_limits(builder):
     import nm_tvm
     from nm_tvm import approx, frontend
     from nm_tvm.calibrate import calibrate, probe_table_inputs
-    from nm_tvm.host_kernels import exact_function
     from nm_tvm.models import zoo
 
     proto = getattr(zoo, builder)()
@@ -231,10 +241,10 @@ def test_model_tables_within_their_limits(builder):
     samples = [frontend.random_inputs(imported, seed) for seed in range(2)]
     for config in (None, calibrate(proto, samples)):
         compiled = nm_tvm.compile(proto, linearize=config)
-        probe_table_inputs(proto, samples, config=config)  # registers the exact functions
+        probe, _ = probe_table_inputs(proto, samples, config=config)
         tables = approx.fitted(compiled.pwl_tables)
         assert tables
         for t in tables:
             table = PWLTable.from_array(np.asarray(t["table"], F32))
-            max_err, _ = table_errors(table, exact_function(t["id"]), t["lo"], t["hi"])
+            max_err, _ = table_errors(table, probe.record.exact_functions[t["id"]], t["lo"], t["hi"])
             assert max_err <= t["limit"], f"{builder} {t['id']}: {max_err:.3g} > {t['limit']:.3g}"
