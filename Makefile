@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nm-installed
-SOURCES := pyproject.toml CMakeLists.txt $(wildcard target/csrc/*)
+SOURCES := pyproject.toml CMakeLists.txt target/isa_spec.json target/gen_isa_header.py \
+  $(wildcard target/csrc/*)
 
 .PHONY: demo test test-slow bench clean sanitize fuzz conformance ledger mutation
 

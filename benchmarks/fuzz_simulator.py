@@ -32,11 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nm_tvm.target.isa import (FIELDS, HEADER_WORDS, INSTR_WORDS, REGION_WORDS, MachineParams,
-                               Mem, Op, ProgramBuilder, Queue, RegionKind, VecOp, bit)
+from nm_tvm.target.isa import (FIELDS, HEADER_INDEX, HEADER_WORDS, INSTR_WORDS, OPERAND_BASE,
+                               REGION_INDEX, REGION_WORDS, MachineParams, Mem, Op,
+                               ProgramBuilder, Queue, RegionKind, VecOp, bit)
 
 F32 = np.float32
 LOAD, COMPUTE, STORE = bit(Queue.LOAD), bit(Queue.COMPUTE), bit(Queue.STORE)
+# Word indices the mutator reads in possibly corrupt programs (which Program.decode refuses).
+N_REGIONS, N_INSTR = HEADER_INDEX["n_regions"], HEADER_INDEX["n_instr"]
+MASKS = 1 << len(Queue)  # wait / signal masks are below this
 MAX_ARG_BYTES = 1 << 22  # larger (mutated) regions get a small tensor: the simulator must refuse
 SPECIALS = [0, 1, -1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 63, 64, 255, 256, 1023, 1024, 4096,
             65535, 65536, 2**20, 2**26, 2**31 - 1, 2**31, 2**32, 2**32 - 1, 2**62, 2**63 - 1,
@@ -126,13 +130,13 @@ def _random_program(rng) -> np.ndarray:
                                 pwl=int(rng.integers(2, 32)),
                                 dtype=str(rng.choice(["float32", "bfloat16"]))))
     for _ in range(int(rng.integers(0, 4))):
-        b.region(int(rng.integers(1, 64)) * 4, RegionKind(int(rng.integers(0, 2))))
+        b.region(int(rng.integers(1, 64)) * 4, RegionKind(int(rng.integers(0, len(RegionKind)))))
     for _ in range(int(rng.integers(0, 12))):
-        op = Op(int(rng.integers(1, 8)))
+        op = Op(int(rng.integers(min(Op), max(Op) + 1)))
         vals = {name: int(rng.choice(SPECIALS[:20])) if rng.random() < 0.5 else
                 int(rng.integers(0, 64)) for name in FIELDS[op]}
-        b.emit(op, wait=int(rng.integers(0, 8)) if rng.random() < 0.3 else 0,
-               signal=int(rng.integers(0, 8)) if rng.random() < 0.3 else 0, **vals)
+        b.emit(op, wait=int(rng.integers(0, MASKS)) if rng.random() < 0.3 else 0,
+               signal=int(rng.integers(0, MASKS)) if rng.random() < 0.3 else 0, **vals)
     return b.encode()
 
 
@@ -143,8 +147,9 @@ def _wrap(v: int) -> int:
 
 def mutate(seed: np.ndarray, rng) -> np.ndarray:
     p = seed.copy()
-    n_instr = int(p[3]) if len(p) > 3 else 0
-    body = HEADER_WORDS + REGION_WORDS * max(int(p[2]), 0) if len(p) > 2 else HEADER_WORDS
+    n_instr = int(p[N_INSTR]) if len(p) > N_INSTR else 0
+    body = (HEADER_WORDS + REGION_WORDS * max(int(p[N_REGIONS]), 0) if len(p) > N_REGIONS
+            else HEADER_WORDS)
     for _ in range(int(rng.integers(1, 5))):
         kind = rng.random()
         if kind < 0.55 and len(p):  # one word (mostly outside the header)
@@ -173,10 +178,10 @@ def mutate(seed: np.ndarray, rng) -> np.ndarray:
             else:
                 recs = np.delete(recs, i, axis=0)
             p = np.concatenate([p[:body], recs.reshape(-1), p[body + n_instr * INSTR_WORDS:]])
-            p[3] = len(recs)
+            p[N_INSTR] = len(recs)
             n_instr = len(recs)
-        elif kind < 0.75 and len(p) > 3:  # header counts / machine numbers
-            i = int(rng.integers(2, min(HEADER_WORDS, len(p))))
+        elif kind < 0.75 and len(p) > N_INSTR:  # header counts / machine numbers
+            i = int(rng.integers(N_REGIONS, min(HEADER_WORDS, len(p))))
             p[i] = SPECIALS[int(rng.integers(len(SPECIALS)))]
         elif kind < 0.78 and len(p):  # truncate or extend
             if rng.random() < 0.5:
@@ -187,7 +192,7 @@ def mutate(seed: np.ndarray, rng) -> np.ndarray:
         else:  # operand word of an instruction, boundary values
             if n_instr and body + INSTR_WORDS <= len(p):
                 i = body + int(rng.integers(min(n_instr, (len(p) - body) // INSTR_WORDS))) \
-                    * INSTR_WORDS + int(rng.integers(3, INSTR_WORDS))
+                    * INSTR_WORDS + int(rng.integers(OPERAND_BASE, INSTR_WORDS))
                 p[i] = SPECIALS[int(rng.integers(len(SPECIALS)))]
     return p
 
@@ -196,13 +201,14 @@ def args_for(program: np.ndarray, rng) -> list[np.ndarray]:
     """One fp32 tensor per argument region of the (possibly corrupt) region table."""
     if len(program) < HEADER_WORDS:
         return [np.zeros(4, F32)]
-    n = int(program[2])
+    n = int(program[N_REGIONS])
     if n < 0 or n > 64 or len(program) < HEADER_WORDS + n * REGION_WORDS:
         return [np.zeros(4, F32)]
     out = []
     for r in range(n):
         base = HEADER_WORDS + r * REGION_WORDS
-        size, kind = int(program[base + 1]), int(program[base + 2])
+        size = int(program[base + REGION_INDEX["size"]])
+        kind = int(program[base + REGION_INDEX["kind"]])
         if kind != int(RegionKind.ARGUMENT):
             continue
         elems = size // 4 if 0 <= size <= MAX_ARG_BYTES else 3

@@ -45,12 +45,14 @@ class LayerMatch:
 
 def capture_layer_outputs(compiled, inputs: dict) -> tuple[list, dict[int, np.ndarray]]:
     """Run once; return (outputs, {layer_id: output copy}) via a VM instrument."""
+    from nm_tvm.target.isa import Program
+
     vm = compiled._machine()  # noqa: SLF001 (the VM is the only place the tensors exist)
     captured: dict[int, np.ndarray] = {}
 
     def instrument(_func, symbol, before_run, _ret, *args):
         if not before_run and symbol == "nm_accel.run":
-            layer_id = int(args[0].numpy()[4])
+            layer_id = Program.header_field(args[0].numpy(), "layer_id")
             captured[layer_id] = args[-1].numpy().copy()
         return 0
 

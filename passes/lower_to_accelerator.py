@@ -21,6 +21,7 @@ from nm_tvm.record import CompileRecord
 from .linearize import PWL_FUNC
 from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
+from nm_tvm.target.isa import Program
 
 RUN_FUNC = "nm_accel.run"
 
@@ -205,12 +206,11 @@ def generate(comp: _Composite, hw: HardwareConfig, layer_id: int) -> cg.Accelera
     raise cg.CodegenError(f"{comp.name}: no codegen for {op}")
 
 
-def _dram_use(acc: cg.AcceleratorCall) -> tuple[int, int]:
-    """(constant bytes, other region bytes: activations and scratch) of one layer's program."""
-    n_regions = int(acc.program[2])
-    regions = acc.program[16:16 + 4 * n_regions].reshape(n_regions, 4)
+def _dram_use(acc: cg.AcceleratorCall, program: Program) -> tuple[int, int]:
+    """(constant bytes, other region bytes: activations and scratch) of one layer's program
+    (``program``: ``acc.program`` decoded)."""
     consts = sum(int(np.asarray(op).nbytes) for op in acc.operands if not isinstance(op, cg.Param))
-    return consts, int(regions[:, 1].sum()) - consts
+    return consts, sum(r.size for r in program.regions) - consts
 
 
 @tvm_ffi.register_error
@@ -274,11 +274,12 @@ class LowerToAccelerator:
                         args.append(self.visit_expr(call.args[operand.index]))
                     else:
                         args.append(relax.const(np.ascontiguousarray(operand, np.float32)))
-                consts, activations = _dram_use(acc)
+                program = Program.decode(acc.program)
+                consts, activations = _dram_use(acc, program)
                 layers.append({"id": layer_id, "name": name, "kind": comp.name,
                                "source_nodes": nodes,
                                "macs": int(acc.macs), "out_shape": list(acc.out_shape),
-                               "instructions": int(acc.program[3]),
+                               "instructions": len(program.instructions),
                                "dram_const_bytes": consts, "dram_activation_bytes": activations,
                                **acc.notes})
                 return relax.call_dps_packed(RUN_FUNC, relax.Tuple(args),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .isa import MachineParams
+from .isa import LIMITS, MachineParams
 
 PRESET_DIR = Path(__file__).parent / "presets"
 OPERAND_DTYPES = {"float32": 4, "bfloat16": 2}
@@ -26,8 +26,9 @@ class HardwareConfigError(ValueError):
     """A hardware description is malformed or inconsistent; the message names the field."""
 
 
-# The simulator's limit for queue depth and DMAs in flight (target/csrc/program.h).
-MAX_QUEUE_DEPTH = 1 << 16
+# The simulator's limits for queue depth and DMAs in flight (target/isa_spec.json).
+MAX_QUEUE_DEPTH = LIMITS["max_queue_depth"]
+MAX_DMA_IN_FLIGHT = LIMITS["max_dma_in_flight"]
 
 
 def _get(obj: dict, path: str) -> Any:
@@ -154,11 +155,12 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"{source}: field 'memories.accumulator_kib' ({cfg.accumulator_kib}) holds only "
                 f"{cfg.acc_rows} rows; at least {3 * cfg.dim} are needed")
-        for field in ("queue_depth", "dma_in_flight"):
-            if getattr(cfg, field) > MAX_QUEUE_DEPTH:
+        for field, limit in (("queue_depth", MAX_QUEUE_DEPTH),
+                             ("dma_in_flight", MAX_DMA_IN_FLIGHT)):
+            if getattr(cfg, field) > limit:
                 raise HardwareConfigError(
                     f"{source}: field 'control.{field}' ({getattr(cfg, field)}) must be at most "
-                    f"{MAX_QUEUE_DEPTH}")
+                    f"{limit}")
         if cfg.pwl_entries < 2:
             raise HardwareConfigError(
                 f"{source}: field 'memories.pwl_table_entries' must be >= 2 (ReLU needs 2)")

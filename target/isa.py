@@ -1,93 +1,72 @@
-"""Encoding of the accelerator instruction set (docs/ISA.md is the specification).
+"""Encoding of the accelerator instruction set (docs/ISA.md explains it).
 
-A program is one int64 array: header, region table, fixed-width instruction records. The
-compiler builds it with :class:`ProgramBuilder`; the C++ simulator (target/csrc) decodes the same
-layout. Keep the constants here and in ``target/csrc/isa.h`` in step.
+A program is one int64 array: header, region table, fixed-width instruction records. The one
+definition of the layout, opcodes, enums, statistics and limits is ``isa_spec.json`` next to
+this file: the names below are built from it, and the CMake build generates the simulator's
+``isa.h`` from it (target/gen_isa_header.py). The compiler builds programs with
+:class:`ProgramBuilder`; :class:`Program` decodes an encoded program into named fields and
+encodes it back.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-MAGIC = 0x4E4D4143
-ISA_VERSION = 2
-HEADER_WORDS = 16
-REGION_WORDS = 4
-INSTR_WORDS = 32
-ELEM_BYTES = 4  # DRAM holds fp32
+from .gen_isa_header import spec_digest
+
+SPEC_PATH = Path(__file__).with_name("isa_spec.json")
+SPEC: dict = json.loads(SPEC_PATH.read_text())
+SPEC_DIGEST = spec_digest(SPEC)  # the simulator library reports the digest it was built from
+
+MAGIC = int(SPEC["magic"], 0)
+ISA_VERSION = SPEC["version"]
+HEADER_WORDS = SPEC["words"]["header"]
+REGION_WORDS = SPEC["words"]["region"]
+INSTR_WORDS = SPEC["words"]["instr"]
+ELEM_BYTES = SPEC["elem_bytes"]  # DRAM holds fp32
+
+# Word names of the header, the region record and the instruction prefix, in order, and their
+# word indices (HEADER_INDEX["layer_id"] == 4).
+HEADER_FIELDS = tuple(f["name"] for f in SPEC["header"])
+HEADER_INDEX = {name: i for i, name in enumerate(HEADER_FIELDS)}
+# The header words a Program carries by name (the others: magic, version and the two counts).
+HEADER_VALUES = tuple(f["name"] for f in SPEC["header"] if "fixed" not in f and "count" not in f)
+REGION_FIELDS = tuple(SPEC["region"])
+REGION_INDEX = {name: i for i, name in enumerate(REGION_FIELDS)}
+INSTR_PREFIX = tuple(SPEC["instr_prefix"])
+OPERAND_BASE = len(INSTR_PREFIX)  # word of an instruction's first operand
+_PREFIX_INDEX = {name: i for i, name in enumerate(INSTR_PREFIX)}
+LIMITS: dict[str, int] = dict(SPEC["limits"])
 
 
-class Op(enum.IntEnum):
-    LOAD = 1
-    STORE = 2
-    GEMM = 3
-    VEC = 4
-    PWL = 5
-    LOAD_PWL = 6
-    LOOP_GEMM = 7
+def _int_enum(name: str, members: dict[str, int]) -> type[enum.IntEnum]:
+    return enum.IntEnum(name, list(members.items()), module=__name__, qualname=name)
 
 
-class Queue(enum.IntEnum):
-    LOAD = 0
-    COMPUTE = 1
-    STORE = 2
+Op = _int_enum("Op", {op["name"]: op["code"] for op in SPEC["opcodes"]})
+Queue = _int_enum("Queue", SPEC["enums"]["Queue"])
+Mem = _int_enum("Mem", SPEC["enums"]["Mem"])
+VecOp = _int_enum("VecOp", SPEC["enums"]["VecOp"])
+RegionKind = _int_enum("RegionKind", SPEC["enums"]["RegionKind"])
 
+# Queue of each opcode; LOOP_GEMM has none (a barrier whose micro-ops use every queue).
+QUEUE_OF = {Op[op["name"]]: Queue[op["queue"]] for op in SPEC["opcodes"] if op["queue"]}
 
-QUEUE_OF = {Op.LOAD: Queue.LOAD, Op.LOAD_PWL: Queue.LOAD, Op.GEMM: Queue.COMPUTE,
-            Op.VEC: Queue.COMPUTE, Op.PWL: Queue.COMPUTE, Op.STORE: Queue.STORE}
+DTYPE_CODES: dict[str, int] = dict(SPEC["enums"]["DType"])
 
-
-class Mem(enum.IntEnum):
-    SCRATCHPAD = 0
-    ACCUMULATOR = 1
-
-
-class VecOp(enum.IntEnum):
-    ADD = 0
-    MUL = 1
-    MAX = 2
-
-
-class RegionKind(enum.IntEnum):
-    ARGUMENT = 0
-    SCRATCH = 1
-
-
-DTYPE_CODES = {"float32": 0, "bfloat16": 1}
-
-# Operand word names per opcode, in order from word 3 (docs/ISA.md).
-FIELDS = {
-    Op.LOAD: ("dst_mem", "dst_row", "dram_addr", "rows", "cols", "row_stride", "col_stride",
-              "pad_before", "pad_after"),
-    Op.STORE: ("src_mem", "src_row", "dram_addr", "rows", "cols", "row_stride", "col_stride"),
-    Op.GEMM: ("a_row", "b_row", "c_row", "m", "k", "n", "accumulate"),
-    Op.VEC: ("op", "dst_row", "a_row", "b_row", "rows", "b_broadcast"),
-    Op.PWL: ("dst_row", "src_row", "rows", "table_base", "n_segments"),
-    Op.LOAD_PWL: ("table_base", "dram_addr", "n_segments"),
-    Op.LOOP_GEMM: ("a_addr", "a_row_stride", "a_col_stride", "b_addr", "b_row_stride",
-                   "b_col_stride", "c_addr", "c_row_stride", "c_col_stride", "d_addr",
-                   "d_row_stride", "d_col_stride", "bias_addr", "M", "K", "N", "tile_m",
-                   "tile_k", "tile_n", "act_table", "act_segments", "sp_base", "acc_base",
-                   "has_d", "has_bias", "has_act"),
-}
+# Operand word names per opcode, in order from word OPERAND_BASE (docs/ISA.md).
+FIELDS = {Op[op["name"]]: tuple(op["operands"]) for op in SPEC["opcodes"]}
 
 _NAME_SETS = {op: frozenset(names) for op, names in FIELDS.items()}
 
-# Statistics record returned by the simulator per call (order fixed by target/csrc/isa.h).
-STAT_FIELDS = (
-    "layer_id", "cycles", "load_busy", "compute_busy", "store_busy", "macs",
-    "dram_read_bytes", "dram_write_bytes", "sp_read_bytes", "sp_write_bytes",
-    "acc_read_bytes", "acc_write_bytes", "vec_elements", "pwl_elements",
-    "n_load", "n_store", "n_gemm", "n_vec", "n_pwl", "n_load_pwl", "n_loop_gemm",
-    # stall cycles per engine and cause (docs/ISA.md, "Stalls")
-    "load_stall_dma", "load_stall_dep", "load_stall_full", "load_stall_queue",
-    "compute_stall_dma", "compute_stall_dep", "compute_stall_full", "compute_stall_queue",
-    "store_stall_dma", "store_stall_dep", "store_stall_full", "store_stall_queue",
-)
-STALL_CAUSES = ("dma", "dep", "full", "queue")
-DATAFLOW_CODES = {"weight_stationary": 0, "output_stationary": 1}
+# Statistics record returned by the simulator per call (its order is the spec's).
+STAT_FIELDS = tuple(SPEC["stats"])
+STALL_CAUSES = tuple(sorted(SPEC["enums"]["StallCause"], key=SPEC["enums"]["StallCause"].get))
+DATAFLOW_CODES: dict[str, int] = dict(SPEC["enums"]["Dataflow"])
 
 
 @dataclass(frozen=True)
@@ -113,6 +92,142 @@ class Region:
     size: int
     kind: RegionKind
 
+    def words(self) -> list[int]:
+        """The region record's ``REGION_WORDS`` words (reserved words 0)."""
+        values = {"base": int(self.base), "size": int(self.size), "kind": int(self.kind)}
+        rec = [values.get(name, 0) for name in REGION_FIELDS]
+        return rec + [0] * (REGION_WORDS - len(rec))
+
+
+@dataclass
+class Instruction:
+    """One instruction record: opcode, wait / signal masks and every operand of ``FIELDS[op]``
+    by name (in that order)."""
+
+    op: Op
+    operands: dict[str, int] = field(default_factory=dict)
+    wait: int = 0
+    signal: int = 0
+
+    def words(self) -> list[int]:
+        """The record's ``INSTR_WORDS`` words (operands missing from ``operands`` are 0)."""
+        names = FIELDS[self.op]
+        if not self.operands.keys() <= _NAME_SETS[self.op]:
+            unknown = sorted(set(self.operands) - set(names))
+            raise ValueError(f"{self.op.name}: unknown operand(s) {unknown}")
+        prefix = {"opcode": int(self.op), "wait": int(self.wait), "signal": int(self.signal)}
+        rec = [prefix[name] for name in INSTR_PREFIX]
+        rec += [int(self.operands.get(name, 0)) for name in names]
+        rec += [0] * (INSTR_WORDS - len(rec))
+        return rec
+
+    @classmethod
+    def from_words(cls, rec) -> Instruction:
+        """Decode one record (a sequence of ``INSTR_WORDS`` ints); raises ValueError for an
+        unknown opcode or a non-zero word past the opcode's last operand."""
+        rec = [int(v) for v in rec]
+        if len(rec) != INSTR_WORDS:
+            raise ValueError(f"an instruction record has {INSTR_WORDS} words, not {len(rec)}")
+        op_word, wait, signal = (rec[_PREFIX_INDEX[n]] for n in ("opcode", "wait", "signal"))
+        try:
+            op = Op(op_word)
+        except ValueError:
+            raise ValueError(f"unknown opcode {op_word}") from None
+        names = FIELDS[op]
+        end = OPERAND_BASE + len(names)
+        if any(rec[end:]):
+            word = next(i for i in range(end, INSTR_WORDS) if rec[i])
+            raise ValueError(f"{op.name}: word {word} is {rec[word]} but must be 0 (unused)")
+        return cls(op, dict(zip(names, rec[OPERAND_BASE:end])), wait, signal)
+
+
+@dataclass
+class Program:
+    """An encoded program by name: ``header`` holds the ``HEADER_VALUES`` words (layer_id, dim,
+    sp_rows, ..., as the ints the header stores); magic, version and the region / instruction
+    counts are implied. ``Program.decode(p).encode()`` gives ``p`` back word for word."""
+
+    header: dict[str, int]
+    regions: list[Region] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def header_words(self) -> list[int]:
+        missing = [n for n in HEADER_VALUES if n not in self.header]
+        unknown = sorted(set(self.header) - set(HEADER_VALUES))
+        if missing or unknown:
+            raise ValueError(f"program header: missing {missing}, unknown {unknown}")
+        implied = {"magic": MAGIC, "version": ISA_VERSION}
+        counts = {"regions": len(self.regions), "instructions": len(self.instructions)}
+        words = []
+        for spec in SPEC["header"]:
+            if "fixed" in spec:
+                words.append(implied[spec["fixed"]])
+            elif "count" in spec:
+                words.append(counts[spec["count"]])
+            else:
+                words.append(int(self.header[spec["name"]]))
+        return words + [0] * (HEADER_WORDS - len(words))
+
+    def encode(self) -> np.ndarray:
+        """The int64 program array."""
+        header = np.array(self.header_words(), dtype=np.int64)
+        regions = np.array([r.words() for r in self.regions], dtype=np.int64).reshape(-1)
+        instrs = np.array([ins.words() for ins in self.instructions],
+                          dtype=np.int64).reshape(-1)
+        return np.concatenate([header, regions, instrs])
+
+    @staticmethod
+    def header_field(program, name: str) -> int:
+        """One header word of an encoded program by name, without decoding the rest."""
+        return int(program[HEADER_INDEX[name]])
+
+    @classmethod
+    def decode(cls, program) -> Program:
+        """Decode an int64 program array; raises ValueError when it is not a well-formed
+        program (magic, version, length, reserved and unused words, opcodes). The values of
+        the machine numbers and operands are not checked (the simulator does that)."""
+        p = np.asarray(program)
+        if p.ndim != 1 or not np.issubdtype(p.dtype, np.integer):
+            raise ValueError(f"a program is a 1-D int64 array, not {p.dtype} of shape {p.shape}")
+        if len(p) < HEADER_WORDS:
+            raise ValueError(f"program has {len(p)} words, fewer than the {HEADER_WORDS}-word "
+                             "header")
+        words = p.tolist()
+        head = words[:HEADER_WORDS]
+        get = HEADER_INDEX.__getitem__
+        if head[get("magic")] != MAGIC:
+            raise ValueError(f"bad magic {head[get('magic')]:#x} (expected {MAGIC:#x})")
+        if head[get("version")] != ISA_VERSION:
+            raise ValueError(f"ISA version {head[get('version')]}, not {ISA_VERSION}")
+        if any(head[len(HEADER_FIELDS):]):
+            raise ValueError("program header: reserved words must be 0")
+        n_regions, n_instr = head[get("n_regions")], head[get("n_instr")]
+        expected = HEADER_WORDS + REGION_WORDS * n_regions + INSTR_WORDS * n_instr
+        if n_regions < 0 or n_instr < 0 or expected != len(p):
+            raise ValueError(f"program has {len(p)} words but the header announces "
+                             f"{n_regions} regions and {n_instr} instructions")
+        regions = []
+        base, size, kind = (REGION_INDEX[n] for n in ("base", "size", "kind"))
+        for i in range(n_regions):
+            rec = words[HEADER_WORDS + i * REGION_WORDS: HEADER_WORDS + (i + 1) * REGION_WORDS]
+            if any(rec[j] for j, n in enumerate(REGION_FIELDS) if n == "reserved") or \
+                    any(rec[len(REGION_FIELDS):]):
+                raise ValueError(f"region {i}: reserved word must be 0")
+            try:
+                region_kind = RegionKind(rec[kind])
+            except ValueError:
+                raise ValueError(f"region {i}: unknown kind {rec[kind]}") from None
+            regions.append(Region(rec[base], rec[size], region_kind))
+        off = HEADER_WORDS + REGION_WORDS * n_regions
+        instrs = []
+        for i in range(n_instr):
+            try:
+                instrs.append(Instruction.from_words(
+                    words[off + i * INSTR_WORDS: off + (i + 1) * INSTR_WORDS]))
+            except ValueError as err:
+                raise ValueError(f"instruction {i}: {err}") from None
+        return cls({n: head[get(n)] for n in HEADER_VALUES}, regions, instrs)
+
 
 class ProgramBuilder:
     """Collects regions and instructions and encodes them as one int64 program array."""
@@ -121,7 +236,7 @@ class ProgramBuilder:
         self.machine = machine
         self.layer_id = layer_id
         self.regions: list[Region] = []
-        self.instrs: list[list[int]] = []
+        self.instrs: list[list[int]] = []  # encoded records (Instruction.words())
         self._next_base = 0
 
     def region(self, size_bytes: int, kind: RegionKind = RegionKind.ARGUMENT) -> int:
@@ -132,26 +247,21 @@ class ProgramBuilder:
         return base
 
     def emit(self, op: Op, /, wait: int = 0, signal: int = 0, **operands: int) -> None:
-        names = FIELDS[op]
-        if len(operands) > len(names) or not operands.keys() <= _NAME_SETS[op]:
-            unknown = sorted(set(operands) - set(names))
-            raise ValueError(f"{op.name}: unknown operand(s) {unknown}")
-        rec = [int(op), int(wait), int(signal)]
-        rec += [int(operands.get(name, 0)) for name in names]
-        rec += [0] * (INSTR_WORDS - len(rec))
-        self.instrs.append(rec)
+        self.instrs.append(Instruction(op, operands, wait, signal).words())
+
+    def program(self) -> Program:
+        m = self.machine
+        header = {"layer_id": self.layer_id, "dim": m.dim, "sp_rows": m.sp_rows,
+                  "acc_rows": m.acc_rows, "pwl_entries": m.pwl_entries,
+                  "operand_dtype": DTYPE_CODES[m.operand_dtype], "dram_bytes": m.dram_bytes,
+                  "dram_bw": m.dram_bw, "dram_latency": m.dram_latency,
+                  "dataflow": DATAFLOW_CODES[m.dataflow], "queue_depth": m.queue_depth,
+                  "dma_in_flight": m.dma_in_flight}
+        return Program(header, list(self.regions),
+                       [Instruction.from_words(rec) for rec in self.instrs])
 
     def encode(self) -> np.ndarray:
-        m = self.machine
-        header = np.zeros(HEADER_WORDS, dtype=np.int64)
-        header[:] = [MAGIC, ISA_VERSION, len(self.regions), len(self.instrs), self.layer_id,
-                     m.dim, m.sp_rows, m.acc_rows, m.pwl_entries,
-                     DTYPE_CODES[m.operand_dtype], m.dram_bytes, m.dram_bw, m.dram_latency,
-                     DATAFLOW_CODES[m.dataflow], m.queue_depth, m.dma_in_flight]
-        regions = np.array([[r.base, r.size, int(r.kind), 0] for r in self.regions],
-                           dtype=np.int64).reshape(-1)
-        instrs = np.array(self.instrs, dtype=np.int64).reshape(-1)
-        return np.concatenate([header, regions, instrs])
+        return self.program().encode()
 
 
 def bit(queue: Queue) -> int:
@@ -161,18 +271,14 @@ def bit(queue: Queue) -> int:
 
 def disassemble(program: np.ndarray) -> str:
     """Human-readable listing of an encoded program (for --dump-code asm and debugging)."""
-    p = np.asarray(program, dtype=np.int64)
-    n_regions, n_instr = int(p[2]), int(p[3])
-    lines = [f"; layer {int(p[4])}  DIM={int(p[5])} sp_rows={int(p[6])} acc_rows={int(p[7])}"]
-    off = HEADER_WORDS
-    for i in range(n_regions):
-        base, size, kind, _ = p[off + i * REGION_WORDS: off + (i + 1) * REGION_WORDS]
-        lines.append(f"; region {i}: base={base} size={size} {RegionKind(int(kind)).name.lower()}")
-    off += n_regions * REGION_WORDS
-    for i in range(n_instr):
-        rec = p[off + i * INSTR_WORDS: off + (i + 1) * INSTR_WORDS]
-        op = Op(int(rec[0]))
-        args = " ".join(f"{n}={int(v)}" for n, v in zip(FIELDS[op], rec[3:]))
-        deps = f" wait={int(rec[1]):03b} signal={int(rec[2]):03b}" if rec[1] or rec[2] else ""
-        lines.append(f"{i:5d}: {op.name:<9} {args}{deps}")
+    prog = Program.decode(np.asarray(program, dtype=np.int64))
+    h = prog.header
+    lines = [f"; layer {h['layer_id']}  DIM={h['dim']} sp_rows={h['sp_rows']} "
+             f"acc_rows={h['acc_rows']}"]
+    for i, r in enumerate(prog.regions):
+        lines.append(f"; region {i}: base={r.base} size={r.size} {r.kind.name.lower()}")
+    for i, ins in enumerate(prog.instructions):
+        args = " ".join(f"{n}={v}" for n, v in ins.operands.items())
+        deps = f" wait={ins.wait:03b} signal={ins.signal:03b}" if ins.wait or ins.signal else ""
+        lines.append(f"{i:5d}: {ins.op.name:<9} {args}{deps}")
     return "\n".join(lines)

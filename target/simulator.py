@@ -10,7 +10,9 @@ The library registers tvm-ffi global functions:
   except for PWL breakpoint errors, which depend on loaded data and are found while executing.
 * ``nm_accel.take_stats()`` -- an int64 tensor of shape ``(n, len(STAT_FIELDS))``: one row per
   successful ``run`` since the last call, columns in ``STAT_FIELDS`` order; clears the log.
-* ``nm_accel.version()`` -- the ISA version; ``nm_accel.stat_fields()`` -- the column names.
+* ``nm_accel.version()`` -- the ISA version; ``nm_accel.stat_fields()`` -- the column names;
+  ``nm_accel.isa_digest()`` -- the sha256 of the ISA spec its ``isa.h`` was generated from;
+  ``nm_accel.opcodes()`` -- ``"NAME code queue operand_end"`` per opcode, as compiled in.
 
 Call :func:`load` before creating a Relax VM that calls ``nm_accel.run``. Each call starts from
 zeroed on-chip memories and zero-filled scratch regions.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .isa import ISA_VERSION, STAT_FIELDS
+from .isa import ISA_VERSION, SPEC_DIGEST, STAT_FIELDS
 
 LIBRARY_NAME = "libnm_accel.so"
 
@@ -64,9 +66,12 @@ def load():
             module = tvm_ffi.load_module(str(_library_path()))
             version = int(tvm_ffi.get_global_func("nm_accel.version")())
             fields = tuple(str(f) for f in tvm_ffi.get_global_func("nm_accel.stat_fields")())
-            if version != ISA_VERSION or fields != STAT_FIELDS:
+            digest_func = tvm_ffi.get_global_func("nm_accel.isa_digest", allow_missing=True)
+            digest = str(digest_func()) if digest_func is not None else None
+            if version != ISA_VERSION or fields != STAT_FIELDS or digest != SPEC_DIGEST:
                 raise RuntimeError(
-                    f"{LIBRARY_NAME} is stale (ISA version {version}, stat fields {fields}); "
+                    f"{LIBRARY_NAME} is stale (ISA version {version}, stat fields {fields}, "
+                    f"ISA spec digest {digest}, expected {SPEC_DIGEST} of target/isa_spec.json); "
                     "rebuild it: pip install -e .")
             _module = module
     return _module

@@ -14,6 +14,8 @@ def _programs(offloaded) -> dict[int, np.ndarray]:
     """{layer id: program} from the ``nm_accel.run`` calls of the offloaded module."""
     from tvm import relax
 
+    from nm_tvm.target.isa import Program
+
     found = {}
     for _gv, func in offloaded.functions.items():
         if not isinstance(func, relax.Function):
@@ -25,19 +27,16 @@ def _programs(offloaded) -> dict[int, np.ndarray]:
                         "relax.call_dps_packed" and str(call.args[0].global_symbol) ==
                         "nm_accel.run"):
                     program = call.args[1].fields[0].value.numpy()
-                    found[int(program[4])] = program
+                    found[Program.header_field(program, "layer_id")] = program
     return found
 
 
 def _rewrite_summary(program: np.ndarray, layer: dict) -> str:
-    from nm_tvm.target.isa import HEADER_WORDS, INSTR_WORDS, REGION_WORDS, Op
+    from nm_tvm.target.isa import Program
 
-    n_regions, n_instr = int(program[2]), int(program[3])
-    off = HEADER_WORDS + n_regions * REGION_WORDS
     counts: dict[str, int] = {}
-    for i in range(n_instr):
-        op = Op(int(program[off + i * INSTR_WORDS])).name
-        counts[op] = counts.get(op, 0) + 1
+    for ins in Program.decode(program).instructions:
+        counts[ins.op.name] = counts.get(ins.op.name, 0) + 1
     text = " ".join(f"{op}x{n}" for op, n in sorted(counts.items()))
     if layer.get("im2col"):
         text = "im2col DMA gather; " + text

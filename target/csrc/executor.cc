@@ -32,7 +32,7 @@ void CheckArguments(const Program& prog, const std::vector<DramBuffer>& args) {
   size_t next = 0;
   for (size_t i = 0; i < prog.regions().size(); ++i) {
     const Region& r = prog.regions()[i];
-    if (r.kind != isa::kRegionArgument) continue;
+    if (r.kind != isa::kRegionKindArgument) continue;
     const DramBuffer& buf = args[next];
     if (buf.bytes != r.size) {
       throw SimError(Str("tensor ", next, " (call argument ", next + 1, ") has ", buf.bytes,
@@ -48,7 +48,7 @@ Executor::Executor(const Program& prog, const std::vector<DramBuffer>& args)
   size_t next_arg = 0;
   for (size_t i = 0; i < prog.regions().size(); ++i) {
     const Region& r = prog.regions()[i];
-    if (r.kind == isa::kRegionArgument) {
+    if (r.kind == isa::kRegionKindArgument) {
       region_data_.push_back(args[next_arg++].data);
       continue;
     }
@@ -74,17 +74,17 @@ float* Executor::Dram(int64_t addr) {
 }
 
 float* Executor::Row(int64_t mem, int64_t row) {
-  return (mem == isa::kScratchpad ? sp_.data() : acc_.data()) + row * cfg_.dim;
+  return (mem == isa::kMemScratchpad ? sp_.data() : acc_.data()) + row * cfg_.dim;
 }
 
 void Executor::Execute(const OpId& id, const Instr& in) {
   switch (in.op()) {
-    case isa::kLoad: Load(in); break;
-    case isa::kStore: Store(in); break;
-    case isa::kGemm: Gemm(in); break;
-    case isa::kVec: Vec(in); break;
-    case isa::kPwl: Pwl(id, in); break;
-    case isa::kLoadPwl: LoadPwl(id, in); break;
+    case isa::kOpLoad: Load(in); break;
+    case isa::kOpStore: Store(in); break;
+    case isa::kOpGemm: Gemm(in); break;
+    case isa::kOpVec: Vec(in); break;
+    case isa::kOpPwl: Pwl(id, in); break;
+    case isa::kOpLoadPwl: LoadPwl(id, in); break;
     default: Fail(id, "internal error: cannot execute this opcode");
   }
 }
@@ -96,7 +96,7 @@ void Executor::Load(const Instr& in) {
   const int64_t data_rows = rows - pad_before - in[f::kPadAfter];
   const int64_t row_step = in[f::kRowStride] / isa::kElemBytes;
   const int64_t col_step = in[f::kColStride] / isa::kElemBytes;
-  const bool to_bf16 = mem == isa::kScratchpad && cfg_.dtype == isa::kBf16;
+  const bool to_bf16 = mem == isa::kMemScratchpad && cfg_.dtype == isa::kDTypeBfloat16;
   const float* src = data_rows > 0 ? Dram(in[f::kDramAddr]) : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     float* dst = Row(mem, in[f::kDstRow] + r);
@@ -128,13 +128,13 @@ void Executor::Gemm(const Instr& in) {
   namespace f = isa::gemm;
   const int64_t m = in[f::kM], k = in[f::kK], n = in[f::kN];
   for (int64_t i = 0; i < m; ++i) {
-    const float* a = Row(isa::kScratchpad, in[f::kARow] + i);
-    float* c = Row(isa::kAccumulator, in[f::kCRow] + i);
+    const float* a = Row(isa::kMemScratchpad, in[f::kARow] + i);
+    float* c = Row(isa::kMemAccumulator, in[f::kCRow] + i);
     if (!in[f::kAccumulate]) std::fill(c, c + n, 0.0f);
     // kk outermost keeps each c[j] summed in ascending k while the j loop vectorizes.
     for (int64_t kk = 0; kk < k; ++kk) {
       const float av = a[kk];
-      const float* b = Row(isa::kScratchpad, in[f::kBRow] + kk);
+      const float* b = Row(isa::kMemScratchpad, in[f::kBRow] + kk);
       for (int64_t j = 0; j < n; ++j) {
         const float product = av * b[j];
         c[j] = c[j] + product;
@@ -148,21 +148,21 @@ void Executor::Vec(const Instr& in) {
   const int64_t rows = in[f::kRows], dim = cfg_.dim, op = in[f::kOp];
   tmp_.resize(static_cast<size_t>(rows * dim));
   for (int64_t i = 0; i < rows; ++i) {
-    const float* a = Row(isa::kAccumulator, in[f::kARow] + i);
-    const float* b = Row(isa::kAccumulator, in[f::kBRow] + (in[f::kBBroadcast] ? 0 : i));
+    const float* a = Row(isa::kMemAccumulator, in[f::kARow] + i);
+    const float* b = Row(isa::kMemAccumulator, in[f::kBRow] + (in[f::kBBroadcast] ? 0 : i));
     float* out = tmp_.data() + i * dim;
     for (int64_t j = 0; j < dim; ++j) {
       const float x = a[j], y = b[j];
       switch (op) {
-        case isa::kVecAdd: out[j] = x + y; break;
-        case isa::kVecMul: out[j] = x * y; break;
+        case isa::kVecOpAdd: out[j] = x + y; break;
+        case isa::kVecOpMul: out[j] = x * y; break;
         default:  // max, NaN-propagating like numpy.maximum
           out[j] = std::isnan(x) ? x : std::isnan(y) ? y : (x > y ? x : y);
           break;
       }
     }
   }
-  std::copy(tmp_.begin(), tmp_.end(), Row(isa::kAccumulator, in[f::kDstRow]));
+  std::copy(tmp_.begin(), tmp_.end(), Row(isa::kMemAccumulator, in[f::kDstRow]));
 }
 
 void Executor::CheckBreakpoints(const OpId& id, const float* bp, int64_t n, int64_t stride,
@@ -181,12 +181,12 @@ void Executor::CheckBreakpoints(const OpId& id, const float* bp, int64_t n, int6
 void Executor::Pwl(const OpId& id, const Instr& in) {
   namespace f = isa::pwl;
   const int64_t rows = in[f::kRows], dim = cfg_.dim;
-  const int64_t base = in[f::kTableBase], n = in[f::kNumSegments];
+  const int64_t base = in[f::kTableBase], n = in[f::kNSegments];
   CheckBreakpoints(id, breakpoint_.data() + base, n, 1, "table entry", base);
   const float* bp_begin = breakpoint_.data() + base + 1;
   const float* bp_end = breakpoint_.data() + base + n;
   tmp_.resize(static_cast<size_t>(rows * dim));
-  const float* src = Row(isa::kAccumulator, in[f::kSrcRow]);
+  const float* src = Row(isa::kMemAccumulator, in[f::kSrcRow]);
   for (int64_t e = 0; e < rows * dim; ++e) {
     const float x = src[e];
     if (std::isnan(x)) {
@@ -200,12 +200,12 @@ void Executor::Pwl(const OpId& id, const Instr& in) {
     const float product = slope_[seg] == 0.0f ? 0.0f : slope_[seg] * x;
     tmp_[e] = product + intercept_[seg];
   }
-  std::copy(tmp_.begin(), tmp_.end(), Row(isa::kAccumulator, in[f::kDstRow]));
+  std::copy(tmp_.begin(), tmp_.end(), Row(isa::kMemAccumulator, in[f::kDstRow]));
 }
 
 void Executor::LoadPwl(const OpId& id, const Instr& in) {
   namespace f = isa::load_pwl;
-  const int64_t base = in[f::kTableBase], n = in[f::kNumSegments];
+  const int64_t base = in[f::kTableBase], n = in[f::kNSegments];
   const float* src = Dram(in[f::kDramAddr]);
   CheckBreakpoints(id, src, n, 3, "segment", 0);
   for (int64_t s = 0; s < n; ++s) {

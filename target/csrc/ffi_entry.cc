@@ -3,6 +3,8 @@
 //   nm_accel.take_stats() -> int64 tensor (n, len(STAT_FIELDS)); clears the log
 //   nm_accel.version() -> ISA version
 //   nm_accel.stat_fields() -> Array<String>, STAT_FIELDS as compiled in
+//   nm_accel.isa_digest() -> sha256 of target/isa_spec.json that isa.h was generated from
+//   nm_accel.opcodes() -> Array<String>, "NAME code queue operand_end" per opcode as compiled in
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/error.h>
@@ -119,7 +121,7 @@ ffi::Tensor TakeStats() {
     records.swap(g_stats);
   }
   const int64_t n = static_cast<int64_t>(records.size());
-  ffi::Tensor out = ffi::Tensor::FromNDAlloc(CpuAlloc(), ffi::ShapeView({n, isa::kNumStats}),
+  ffi::Tensor out = ffi::Tensor::FromNDAlloc(CpuAlloc(), ffi::ShapeView({n, isa::kStatCount}),
                                              DLDataType{kDLInt, 64, 1}, DLDevice{kDLCPU, 0});
   auto* dst = static_cast<int64_t*>(out.data_ptr());
   for (const StatsRecord& r : records) dst = std::copy(r.begin(), r.end(), dst);
@@ -132,6 +134,15 @@ ffi::Array<ffi::String> StatFields() {
   return names;
 }
 
+ffi::Array<ffi::String> Opcodes() {
+  ffi::Array<ffi::String> ops;
+  for (int64_t op = isa::kOpFirst; op <= isa::kOpLast; ++op) {
+    ops.push_back(Str(isa::OpcodeName(op), " ", op, " ", isa::OpcodeQueue(op), " ",
+                      isa::OpcodeEnd(op)));
+  }
+  return ops;
+}
+
 }  // namespace
 }  // namespace nm_accel
 
@@ -141,5 +152,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def_packed("nm_accel.run", nm_accel::Run)
       .def("nm_accel.take_stats", nm_accel::TakeStats)
       .def("nm_accel.version", []() -> int64_t { return nm_accel::isa::kVersion; })
-      .def("nm_accel.stat_fields", nm_accel::StatFields);
+      .def("nm_accel.stat_fields", nm_accel::StatFields)
+      .def("nm_accel.isa_digest", []() -> tvm::ffi::String { return nm_accel::isa::kSpecDigest; })
+      .def("nm_accel.opcodes", nm_accel::Opcodes);
 }

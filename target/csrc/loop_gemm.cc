@@ -18,7 +18,7 @@ int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b != 0); }
 Instr MakeLoad(int64_t mem, int64_t row, const DramAccess& src) {
   namespace f = isa::load;
   Instr in;
-  in.w[isa::kWordOpcode] = isa::kLoad;
+  in.w[isa::kWordOpcode] = isa::kOpLoad;
   in.w[f::kDstMem] = mem;
   in.w[f::kDstRow] = row;
   in.w[f::kDramAddr] = src.addr;
@@ -32,8 +32,8 @@ Instr MakeLoad(int64_t mem, int64_t row, const DramAccess& src) {
 Instr MakeStore(int64_t row, const DramAccess& dst) {
   namespace f = isa::store;
   Instr in;
-  in.w[isa::kWordOpcode] = isa::kStore;
-  in.w[f::kSrcMem] = isa::kAccumulator;
+  in.w[isa::kWordOpcode] = isa::kOpStore;
+  in.w[f::kSrcMem] = isa::kMemAccumulator;
   in.w[f::kSrcRow] = row;
   in.w[f::kDramAddr] = dst.addr;
   in.w[f::kRows] = dst.rows;
@@ -47,7 +47,7 @@ Instr MakeGemm(int64_t a_row, int64_t b_row, int64_t c_row, int64_t m, int64_t k
                bool accumulate) {
   namespace f = isa::gemm;
   Instr in;
-  in.w[isa::kWordOpcode] = isa::kGemm;
+  in.w[isa::kWordOpcode] = isa::kOpGemm;
   in.w[f::kARow] = a_row;
   in.w[f::kBRow] = b_row;
   in.w[f::kCRow] = c_row;
@@ -62,8 +62,8 @@ Instr MakeGemm(int64_t a_row, int64_t b_row, int64_t c_row, int64_t m, int64_t k
 Instr MakeBiasAdd(int64_t row, int64_t bias_row, int64_t rows) {
   namespace f = isa::vec;
   Instr in;
-  in.w[isa::kWordOpcode] = isa::kVec;
-  in.w[f::kOp] = isa::kVecAdd;
+  in.w[isa::kWordOpcode] = isa::kOpVec;
+  in.w[f::kOp] = isa::kVecOpAdd;
   in.w[f::kDstRow] = row;
   in.w[f::kARow] = row;
   in.w[f::kBRow] = bias_row;
@@ -75,12 +75,12 @@ Instr MakeBiasAdd(int64_t row, int64_t bias_row, int64_t rows) {
 Instr MakePwl(int64_t row, int64_t rows, int64_t table, int64_t segments) {
   namespace f = isa::pwl;
   Instr in;
-  in.w[isa::kWordOpcode] = isa::kPwl;
+  in.w[isa::kWordOpcode] = isa::kOpPwl;
   in.w[f::kDstRow] = row;
   in.w[f::kSrcRow] = row;
   in.w[f::kRows] = rows;
   in.w[f::kTableBase] = table;
-  in.w[f::kNumSegments] = segments;
+  in.w[f::kNSegments] = segments;
   return in;
 }
 
@@ -202,8 +202,9 @@ LoopGemmPlan PlanLoopGemm(const OpId& id, const Instr& in, const Program& prog) 
   const i128 steps = static_cast<i128>(CeilDiv(p.N, p.tile_n * dim)) * CeilDiv(p.M, p.tile_m) *
                      CeilDiv(p.K, p.tile_k * dim);
   const i128 ops_per_step = p.tile_k + 6 * p.tile_n + p.tile_k * p.tile_n;
-  if (steps > kMaxMicroOps || steps * ops_per_step > kMaxMicroOps) {
-    Fail(id, Str("expansion would exceed ", kMaxMicroOps, " micro-ops; use larger tiles"));
+  constexpr int64_t kMaxOps = isa::kMaxLoopGemmMicroOps;
+  if (steps > kMaxOps || steps * ops_per_step > kMaxOps) {
+    Fail(id, Str("expansion would exceed ", kMaxOps, " micro-ops; use larger tiles"));
   }
   return p;
 }
@@ -257,16 +258,16 @@ void ExpandLoopGemm(const LoopGemmPlan& p, const std::function<void(const Instr&
         // Load engine: D into the output tile, the A and B tiles, then the group's bias rows.
         if (first_k && p.has_d) {
           for (int64_t nb = 0; nb < n_blocks; ++nb) {
-            ops.push_back(MakeLoad(isa::kAccumulator, out_rows(nb),
+            ops.push_back(MakeLoad(isa::kMemAccumulator, out_rows(nb),
                                    Block(p.d, m0, n0 + nb * dim, tm, block_cols(nb))));
           }
         }
         for (int64_t kb = 0; kb < k_blocks; ++kb) {
-          ops.push_back(MakeLoad(isa::kScratchpad, a_base + kb * p.tile_m,
+          ops.push_back(MakeLoad(isa::kMemScratchpad, a_base + kb * p.tile_m,
                                  Block(p.a, m0, k0 + kb * dim, tm, block_k(kb))));
         }
         for (int64_t nb = 0; nb < n_blocks; ++nb) {  // all K rows of one column block at once
-          ops.push_back(MakeLoad(isa::kScratchpad, b_base + nb * group_k,
+          ops.push_back(MakeLoad(isa::kMemScratchpad, b_base + nb * group_k,
                                  Block(p.b, k0, n0 + nb * dim, kk, block_cols(nb))));
         }
         int64_t load_wait = first_k && p.has_d && tile >= 2 ? kStoreBit : 0;
@@ -279,7 +280,7 @@ void ExpandLoopGemm(const LoopGemmPlan& p, const std::function<void(const Instr&
           for (int64_t nb = 0; nb < n_blocks; ++nb) {
             const DramAccess row{p.bias_addr + (n0 + nb * dim) * isa::kElemBytes, 1,
                                  block_cols(nb), 0, isa::kElemBytes};
-            ops.push_back(MakeLoad(isa::kAccumulator, p.bias_row + nb, row));
+            ops.push_back(MakeLoad(isa::kMemAccumulator, p.bias_row + nb, row));
           }
           if (extra_pop(g) && next_free_token <= step - 1) {
             ops[first_bias].w[isa::kWordWait] = kComputeBit;

@@ -9,9 +9,6 @@
 
 namespace nm_accel {
 
-// Refuse expansions with more micro-ops than this (a hostile program could ask for billions).
-constexpr int64_t kMaxMicroOps = int64_t{1} << 26;
-
 // Validated LOOP_GEMM operands plus the on-chip buffer layout.
 struct LoopGemmPlan {
   int64_t dim = 0;

@@ -88,24 +88,24 @@ void ValidateGemm(const OpId& id, const Instr& in, const Program& prog) {
   CheckInRange(id, "k", in[f::kK], 1, cfg.dim, "DIM");
   CheckInRange(id, "n", in[f::kN], 1, cfg.dim, "DIM");
   CheckFlag(id, "accumulate", in[f::kAccumulate]);
-  CheckRows(id, cfg, isa::kScratchpad, "a_row", in[f::kARow], "m", in[f::kM]);
-  CheckRows(id, cfg, isa::kScratchpad, "b_row", in[f::kBRow], "k", in[f::kK]);
-  CheckRows(id, cfg, isa::kAccumulator, "c_row", in[f::kCRow], "m", in[f::kM]);
+  CheckRows(id, cfg, isa::kMemScratchpad, "a_row", in[f::kARow], "m", in[f::kM]);
+  CheckRows(id, cfg, isa::kMemScratchpad, "b_row", in[f::kBRow], "k", in[f::kK]);
+  CheckRows(id, cfg, isa::kMemAccumulator, "c_row", in[f::kCRow], "m", in[f::kM]);
   CheckUnusedZero(id, in, f::kEnd);
 }
 
 void ValidateVec(const OpId& id, const Instr& in, const Program& prog) {
   namespace f = isa::vec;
   const MachineConfig& cfg = prog.config();
-  CheckInRange(id, "op", in[f::kOp], isa::kVecAdd, isa::kVecMax);
+  CheckInRange(id, "op", in[f::kOp], isa::kVecOpFirst, isa::kVecOpLast);
   CheckAtLeast(id, "rows", in[f::kRows], 1);
   CheckFlag(id, "b_broadcast", in[f::kBBroadcast]);
-  CheckRows(id, cfg, isa::kAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckRows(id, cfg, isa::kAccumulator, "a_row", in[f::kARow], "rows", in[f::kRows]);
+  CheckRows(id, cfg, isa::kMemAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
+  CheckRows(id, cfg, isa::kMemAccumulator, "a_row", in[f::kARow], "rows", in[f::kRows]);
   if (in[f::kBBroadcast]) {
-    CheckRows(id, cfg, isa::kAccumulator, "b_row", in[f::kBRow], "broadcast rows", 1);
+    CheckRows(id, cfg, isa::kMemAccumulator, "b_row", in[f::kBRow], "broadcast rows", 1);
   } else {
-    CheckRows(id, cfg, isa::kAccumulator, "b_row", in[f::kBRow], "rows", in[f::kRows]);
+    CheckRows(id, cfg, isa::kMemAccumulator, "b_row", in[f::kBRow], "rows", in[f::kRows]);
   }
   CheckUnusedZero(id, in, f::kEnd);
 }
@@ -114,18 +114,18 @@ void ValidatePwl(const OpId& id, const Instr& in, const Program& prog) {
   namespace f = isa::pwl;
   const MachineConfig& cfg = prog.config();
   CheckAtLeast(id, "rows", in[f::kRows], 1);
-  CheckRows(id, cfg, isa::kAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckRows(id, cfg, isa::kAccumulator, "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
-  CheckTable(id, cfg, in[f::kTableBase], in[f::kNumSegments]);
+  CheckRows(id, cfg, isa::kMemAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
+  CheckRows(id, cfg, isa::kMemAccumulator, "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
+  CheckTable(id, cfg, in[f::kTableBase], in[f::kNSegments]);
   CheckUnusedZero(id, in, f::kEnd);
 }
 
 void ValidateLoadPwl(const OpId& id, const Instr& in, const Program& prog) {
   namespace f = isa::load_pwl;
-  CheckTable(id, prog.config(), in[f::kTableBase], in[f::kNumSegments]);
+  CheckTable(id, prog.config(), in[f::kTableBase], in[f::kNSegments]);
   CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
   CheckDramAccess(id, prog, "reads",
-                  {in[f::kDramAddr], 1, 3 * in[f::kNumSegments], 0, isa::kElemBytes});
+                  {in[f::kDramAddr], 1, 3 * in[f::kNSegments], 0, isa::kElemBytes});
   CheckUnusedZero(id, in, f::kEnd);
 }
 
@@ -163,21 +163,10 @@ void CheckTable(const OpId& id, const MachineConfig& cfg, int64_t table_base,
   }
 }
 
-const char* OpName(int64_t op) {
-  switch (op) {
-    case isa::kLoad: return "LOAD";
-    case isa::kStore: return "STORE";
-    case isa::kGemm: return "GEMM";
-    case isa::kVec: return "VEC";
-    case isa::kPwl: return "PWL";
-    case isa::kLoadPwl: return "LOAD_PWL";
-    case isa::kLoopGemm: return "LOOP_GEMM";
-    default: return nullptr;
-  }
-}
+const char* OpName(int64_t op) { return isa::OpcodeName(op); }
 
 const char* MemName(int64_t mem) {
-  return mem == isa::kScratchpad ? "scratchpad" : "accumulator";
+  return mem == isa::kMemScratchpad ? "scratchpad" : "accumulator";
 }
 
 const char* QueueName(int q) {
@@ -189,12 +178,8 @@ const char* QueueName(int q) {
 }
 
 int QueueOf(int64_t op) {
-  switch (op) {
-    case isa::kLoad:
-    case isa::kLoadPwl: return isa::kQueueLoad;
-    case isa::kStore: return isa::kQueueStore;
-    default: return isa::kQueueCompute;
-  }
+  const int queue = isa::OpcodeQueue(op);
+  return queue >= 0 ? queue : isa::kQueueCompute;
 }
 
 static std::string OpLabel(int64_t op) {
@@ -231,8 +216,8 @@ void Program::DecodeHeader() {
     FailHeader(Str("ISA version ", h[isa::kHdrVersion], " is not supported (simulator implements ",
                    isa::kVersion, ")"));
   }
-  const int64_t n_regions = h[isa::kHdrNumRegions];
-  num_instr_ = h[isa::kHdrNumInstr];
+  const int64_t n_regions = h[isa::kHdrNRegions];
+  num_instr_ = h[isa::kHdrNInstr];
   if (n_regions < 0) FailHeader(Str("n_regions ", n_regions, " must be >= 0"));
   if (num_instr_ < 0) FailHeader(Str("n_instr ", num_instr_, " must be >= 0"));
   const i128 expected = static_cast<i128>(isa::kHeaderWords) +
@@ -261,29 +246,30 @@ void Program::DecodeHeader() {
   auto check = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) FailHeader(Str(name, " ", v, " out of range ", lo, "..", hi));
   };
-  check("DIM", c.dim, 1, kMaxDim);
-  check("sp_rows", c.sp_rows, 1, kMaxOnChipRows);
-  check("acc_rows", c.acc_rows, 1, kMaxOnChipRows);
-  check("pwl_entries", c.pwl_entries, 1, kMaxPwlEntries);
-  check("operand dtype", c.dtype, isa::kFp32, isa::kBf16);
+  check("DIM", c.dim, 1, isa::kMaxDim);
+  check("sp_rows", c.sp_rows, 1, isa::kMaxOnChipRows);
+  check("acc_rows", c.acc_rows, 1, isa::kMaxOnChipRows);
+  check("pwl_entries", c.pwl_entries, 1, isa::kMaxPwlEntries);
+  check("operand dtype", c.dtype, isa::kDTypeFirst, isa::kDTypeLast);
   check("dram_bytes", c.dram_bytes, 1, kInt64Max);
   check("DRAM bandwidth", c.dram_bw, 1, kInt64Max);
-  check("DRAM latency", c.dram_latency, 0, kMaxDramLatency);
-  check("dataflow", c.dataflow, 0, 1);
-  check("queue depth", c.queue_depth, 1, kMaxQueueDepth);
-  check("DMAs in flight", c.dma_in_flight, 1, kMaxDmaInFlight);
-  if (c.sp_rows * c.dim > kMaxOnChipElements || c.acc_rows * c.dim > kMaxOnChipElements) {
-    FailHeader(Str("on-chip memories larger than ", kMaxOnChipElements,
+  check("DRAM latency", c.dram_latency, 0, isa::kMaxDramLatency);
+  check("dataflow", c.dataflow, isa::kDataflowFirst, isa::kDataflowLast);
+  check("queue depth", c.queue_depth, 1, isa::kMaxQueueDepth);
+  check("DMAs in flight", c.dma_in_flight, 1, isa::kMaxDmaInFlight);
+  constexpr int64_t kMaxElements = isa::kMaxOnChipElements;
+  if (c.sp_rows * c.dim > kMaxElements || c.acc_rows * c.dim > kMaxElements) {
+    FailHeader(Str("on-chip memories larger than ", kMaxElements,
                    " elements are not supported (sp_rows ", c.sp_rows, ", acc_rows ", c.acc_rows,
                    ", DIM ", c.dim, ")"));
   }
-  for (int i = isa::kHdrReservedBegin; i < isa::kHeaderWords; ++i) {
+  for (int i = isa::kHdrEnd; i < isa::kHeaderWords; ++i) {
     if (h[i] != 0) FailHeader(Str("reserved word ", i, " is ", h[i], " but must be 0"));
   }
 }
 
 void Program::DecodeRegions() {
-  const int64_t n_regions = words_[isa::kHdrNumRegions];
+  const int64_t n_regions = words_[isa::kHdrNRegions];
   const int64_t dram_bytes = config_.dram_bytes;
   regions_.reserve(static_cast<size_t>(n_regions));
   for (int64_t i = 0; i < n_regions; ++i) {
@@ -296,7 +282,7 @@ void Program::DecodeRegions() {
     if (reg.size <= 0 || reg.size % isa::kElemBytes != 0) {
       throw SimError(name + Str("size ", reg.size, " must be a positive multiple of 4"));
     }
-    if (reg.kind != isa::kRegionArgument && reg.kind != isa::kRegionScratch) {
+    if (reg.kind != isa::kRegionKindArgument && reg.kind != isa::kRegionKindScratch) {
       throw SimError(name + Str("kind ", reg.kind, " must be 0 (argument) or 1 (scratch)"));
     }
     if (r[isa::kRegReserved] != 0) {
@@ -325,7 +311,7 @@ void Program::DecodeRegions() {
 
 int64_t Program::num_argument_regions() const {
   return std::count_if(regions_.begin(), regions_.end(),
-                       [](const Region& r) { return r.kind == isa::kRegionArgument; });
+                       [](const Region& r) { return r.kind == isa::kRegionKindArgument; });
 }
 
 Instr Program::instr(int64_t i) const {
@@ -372,8 +358,8 @@ int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
 
 void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {
   const int64_t op = in.op();
-  if (op < isa::kFirstOp || op > isa::kLastOp) Fail(id, Str("unknown opcode ", op));
-  if (op == isa::kLoopGemm) {
+  if (op < isa::kOpFirst || op > isa::kOpLast) Fail(id, Str("unknown opcode ", op));
+  if (op == isa::kOpLoopGemm) {
     if (in.wait() != 0 || in.signal() != 0) {
       Fail(id, Str("wait mask ", in.wait(), " and signal mask ", in.signal(),
                    " must be 0 (LOOP_GEMM is a barrier)"));
@@ -383,7 +369,7 @@ void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {
   const int own = QueueOf(op);
   const std::pair<const char*, int64_t> masks[] = {{"wait", in.wait()}, {"signal", in.signal()}};
   for (const auto& [name, mask] : masks) {
-    if (mask < 0 || mask >= (1 << isa::kNumQueues)) {
+    if (mask < 0 || mask >= (1 << isa::kQueueCount)) {
       Fail(id, Str(name, " mask ", mask, " has bits outside 0..2"));
     }
     if (mask & (int64_t{1} << own)) {
@@ -396,12 +382,12 @@ void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {
 void ValidateInstr(const OpId& id, const Instr& in, const Program& prog) {
   ValidateOpcodeAndMasks(id, in);
   switch (in.op()) {
-    case isa::kLoad: ValidateLoad(id, in, prog); break;
-    case isa::kStore: ValidateStore(id, in, prog); break;
-    case isa::kGemm: ValidateGemm(id, in, prog); break;
-    case isa::kVec: ValidateVec(id, in, prog); break;
-    case isa::kPwl: ValidatePwl(id, in, prog); break;
-    case isa::kLoadPwl: ValidateLoadPwl(id, in, prog); break;
+    case isa::kOpLoad: ValidateLoad(id, in, prog); break;
+    case isa::kOpStore: ValidateStore(id, in, prog); break;
+    case isa::kOpGemm: ValidateGemm(id, in, prog); break;
+    case isa::kOpVec: ValidateVec(id, in, prog); break;
+    case isa::kOpPwl: ValidatePwl(id, in, prog); break;
+    case isa::kOpLoadPwl: ValidateLoadPwl(id, in, prog); break;
     default: CheckUnusedZero(id, in, isa::loop_gemm::kEnd); break;  // rest: PlanLoopGemm
   }
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "isa.h"
+#include "isa.h"  // generated from target/isa_spec.json into the build directory
 
 namespace nm_accel {
 
@@ -27,38 +27,29 @@ std::string Str(const Args&... args) {
   return os.str();
 }
 
-// Limits that keep a hostile header from making the simulator allocate absurd amounts of memory.
-constexpr int64_t kMaxDim = 1 << 12;
-constexpr int64_t kMaxOnChipRows = 1 << 20;
-constexpr int64_t kMaxOnChipElements = int64_t{1} << 26;
-constexpr int64_t kMaxPwlEntries = 1 << 16;
-constexpr int64_t kMaxDramLatency = int64_t{1} << 32;
-constexpr int64_t kMaxQueueDepth = 1 << 16;
-constexpr int64_t kMaxDmaInFlight = 1 << 16;
-
 struct MachineConfig {
   int64_t layer_id = 0;
   int64_t dim = 0;
   int64_t sp_rows = 0;
   int64_t acc_rows = 0;
   int64_t pwl_entries = 0;
-  int64_t dtype = isa::kFp32;
+  int64_t dtype = isa::kDTypeFloat32;
   int64_t dram_bytes = 0;
   int64_t dram_bw = 0;
   int64_t dram_latency = 0;
-  int64_t dataflow = 0;  // 0 weight-stationary, 1 output-stationary
+  int64_t dataflow = isa::kDataflowWeightStationary;
   int64_t queue_depth = 1;  // instructions each engine's queue holds
   int64_t dma_in_flight = 1;  // DMAs one engine may have in flight
 
   // Bytes of one scratchpad element (for statistics).
-  int64_t sp_elem_bytes() const { return dtype == isa::kBf16 ? 2 : 4; }
-  int64_t rows_of(int64_t mem) const { return mem == isa::kScratchpad ? sp_rows : acc_rows; }
+  int64_t sp_elem_bytes() const { return dtype == isa::kDTypeBfloat16 ? 2 : 4; }
+  int64_t rows_of(int64_t mem) const { return mem == isa::kMemScratchpad ? sp_rows : acc_rows; }
 };
 
 struct Region {
   int64_t base = 0;
   int64_t size = 0;
-  int64_t kind = isa::kRegionArgument;
+  int64_t kind = isa::kRegionKindArgument;
   int64_t end() const { return base + size; }
 };
 
@@ -82,7 +73,7 @@ struct OpId {
 const char* OpName(int64_t op);
 const char* MemName(int64_t mem);
 const char* QueueName(int q);
-int QueueOf(int64_t op);
+int QueueOf(int64_t op);  // LOOP_GEMM (no queue of its own) and unknown opcodes: compute
 // "instruction 5 (LOOP_GEMM) micro-op 17 (LOAD)" or "instruction 3 (GEMM)".
 std::string Describe(const OpId& id);
 [[noreturn]] void Fail(const OpId& id, const std::string& message);

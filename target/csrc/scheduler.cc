@@ -53,16 +53,16 @@ Scheduler::Timing Scheduler::Cost(const Instr& in, bool chained) const {
   };
   auto compute = [](int64_t cycles) { return Timing{cycles, 0}; };
   switch (in.op()) {
-    case isa::kLoad:
+    case isa::kOpLoad:
       return dma(LoadDataRows(in) * in[isa::load::kCols] * isa::kElemBytes);
-    case isa::kStore:
+    case isa::kOpStore:
       return dma(in[isa::store::kRows] * in[isa::store::kCols] * isa::kElemBytes);
-    case isa::kLoadPwl:
-      return dma(3 * isa::kElemBytes * in[isa::load_pwl::kNumSegments]);
-    case isa::kGemm: {
+    case isa::kOpLoadPwl:
+      return dma(3 * isa::kElemBytes * in[isa::load_pwl::kNSegments]);
+    case isa::kOpGemm: {
       const int64_t m = in[isa::gemm::kM], k = in[isa::gemm::kK], dim = cfg_.dim;
       const int64_t fill_drain = 2 * dim - 2;
-      if (cfg_.dataflow == 1) {  // output-stationary: ceil(m / DIM) passes of max(k, DIM)
+      if (cfg_.dataflow == isa::kDataflowOutputStationary) {  // ceil(m / DIM) passes of max(k, DIM)
         const int64_t passes = (m + dim - 1) / dim;
         return compute(passes * std::max(k, dim) + (chained ? 0 : fill_drain));
       }
@@ -72,10 +72,10 @@ Scheduler::Timing Scheduler::Cost(const Instr& in, bool chained) const {
       if (chained) return compute(m + std::max<int64_t>(0, k - last_gemm_m_));
       return compute(k + m + fill_drain);
     }
-    case isa::kVec:
+    case isa::kOpVec:
       return compute(in[isa::vec::kRows]);
     default:  // PWL
-      return compute(in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNumSegments]));
+      return compute(in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNSegments]));
   }
 }
 
@@ -96,7 +96,7 @@ int64_t Scheduler::Dispatch(int queue) {
 int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t start,
                              int* binding) {
   *binding = -1;
-  for (int q = 0; q < isa::kNumQueues; ++q) {
+  for (int q = 0; q < isa::kQueueCount; ++q) {
     if (!(in.wait() & (int64_t{1} << q))) continue;
     std::deque<int64_t>& channel = channels_[q][queue];
     if (channel.empty()) {
@@ -114,17 +114,17 @@ int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t
 
 std::vector<Scheduler::Span> Scheduler::Accesses(const Instr& in) const {
   switch (in.op()) {
-    case isa::kLoad: {
+    case isa::kOpLoad: {
       namespace f = isa::load;
-      const Memory mem = in[f::kDstMem] == isa::kScratchpad ? kSp : kAcc;
+      const Memory mem = in[f::kDstMem] == isa::kMemScratchpad ? kSp : kAcc;
       return {{mem, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
     }
-    case isa::kStore: {
+    case isa::kOpStore: {
       namespace f = isa::store;
-      const Memory mem = in[f::kSrcMem] == isa::kScratchpad ? kSp : kAcc;
+      const Memory mem = in[f::kSrcMem] == isa::kMemScratchpad ? kSp : kAcc;
       return {{mem, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false}};
     }
-    case isa::kGemm: {
+    case isa::kOpGemm: {
       namespace f = isa::gemm;
       std::vector<Span> spans = {
           {kSp, in[f::kARow], in[f::kARow] + in[f::kM], false},
@@ -133,22 +133,22 @@ std::vector<Scheduler::Span> Scheduler::Accesses(const Instr& in) const {
       if (in[f::kAccumulate]) spans.push_back({kAcc, in[f::kCRow], in[f::kCRow] + in[f::kM], false});
       return spans;
     }
-    case isa::kVec: {
+    case isa::kOpVec: {
       namespace f = isa::vec;
       const int64_t b_rows = in[f::kBBroadcast] ? 1 : in[f::kRows];
       return {{kAcc, in[f::kARow], in[f::kARow] + in[f::kRows], false},
               {kAcc, in[f::kBRow], in[f::kBRow] + b_rows, false},
               {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
     }
-    case isa::kPwl: {
+    case isa::kOpPwl: {
       namespace f = isa::pwl;
       return {{kAcc, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false},
-              {kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNumSegments], false},
+              {kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNSegments], false},
               {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
     }
     default: {  // LOAD_PWL
       namespace f = isa::load_pwl;
-      return {{kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNumSegments], true}};
+      return {{kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNSegments], true}};
     }
   }
 }
@@ -192,57 +192,57 @@ void Scheduler::Count(const Instr& in) {
   const int64_t dim = cfg_.dim;
   const int64_t sp_elem = cfg_.sp_elem_bytes();
   auto add_mem = [&](int64_t mem, bool write, int64_t elements) {
-    if (mem == isa::kScratchpad) {
+    if (mem == isa::kMemScratchpad) {
       Add(write ? isa::kStatSpWriteBytes : isa::kStatSpReadBytes, elements * sp_elem);
     } else {
       Add(write ? isa::kStatAccWriteBytes : isa::kStatAccReadBytes, elements * 4);
     }
   };
   switch (in.op()) {
-    case isa::kLoad: {
+    case isa::kOpLoad: {
       namespace f = isa::load;
-      Add(isa::kStatNumLoad, 1);
+      Add(isa::kStatNLoad, 1);
       Add(isa::kStatDramReadBytes, LoadDataRows(in) * in[f::kCols] * isa::kElemBytes);
       add_mem(in[f::kDstMem], true, in[f::kRows] * dim);  // whole rows, zeros included
       break;
     }
-    case isa::kStore: {
+    case isa::kOpStore: {
       namespace f = isa::store;
-      Add(isa::kStatNumStore, 1);
+      Add(isa::kStatNStore, 1);
       Add(isa::kStatDramWriteBytes, in[f::kRows] * in[f::kCols] * isa::kElemBytes);
       add_mem(in[f::kSrcMem], false, in[f::kRows] * in[f::kCols]);
       break;
     }
-    case isa::kGemm: {
+    case isa::kOpGemm: {
       namespace f = isa::gemm;
       const int64_t m = in[f::kM], k = in[f::kK], n = in[f::kN];
-      Add(isa::kStatNumGemm, 1);
+      Add(isa::kStatNGemm, 1);
       Add(isa::kStatMacs, m * k * n);
-      add_mem(isa::kScratchpad, false, m * k + k * n);
-      add_mem(isa::kAccumulator, true, m * n);
-      if (in[f::kAccumulate]) add_mem(isa::kAccumulator, false, m * n);
+      add_mem(isa::kMemScratchpad, false, m * k + k * n);
+      add_mem(isa::kMemAccumulator, true, m * n);
+      if (in[f::kAccumulate]) add_mem(isa::kMemAccumulator, false, m * n);
       break;
     }
-    case isa::kVec: {
+    case isa::kOpVec: {
       namespace f = isa::vec;
       const int64_t rows = in[f::kRows];
-      Add(isa::kStatNumVec, 1);
+      Add(isa::kStatNVec, 1);
       Add(isa::kStatVecElements, rows * dim);
-      add_mem(isa::kAccumulator, false, (rows + (in[f::kBBroadcast] ? 1 : rows)) * dim);
-      add_mem(isa::kAccumulator, true, rows * dim);
+      add_mem(isa::kMemAccumulator, false, (rows + (in[f::kBBroadcast] ? 1 : rows)) * dim);
+      add_mem(isa::kMemAccumulator, true, rows * dim);
       break;
     }
-    case isa::kPwl: {
+    case isa::kOpPwl: {
       const int64_t elements = in[isa::pwl::kRows] * dim;
-      Add(isa::kStatNumPwl, 1);
+      Add(isa::kStatNPwl, 1);
       Add(isa::kStatPwlElements, elements);
-      add_mem(isa::kAccumulator, false, elements);
-      add_mem(isa::kAccumulator, true, elements);
+      add_mem(isa::kMemAccumulator, false, elements);
+      add_mem(isa::kMemAccumulator, true, elements);
       break;
     }
     default:  // LOAD_PWL
-      Add(isa::kStatNumLoadPwl, 1);
-      Add(isa::kStatDramReadBytes, 3 * isa::kElemBytes * in[isa::load_pwl::kNumSegments]);
+      Add(isa::kStatNLoadPwl, 1);
+      Add(isa::kStatDramReadBytes, 3 * isa::kElemBytes * in[isa::load_pwl::kNSegments]);
       break;
   }
 }
@@ -267,14 +267,15 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
     // no token to blame, the engine waited for one of its own DMAs to land (DMA), or the
     // instruction arrived late: the in-order dispatcher was held up by another engine's full
     // queue.
-    const int cause = binding < 0 ? (slot >= dispatched ? isa::kStallDma : isa::kStallQueue)
-                      : binding > queue ? isa::kStallFull
-                      : binding == isa::kQueueLoad ? isa::kStallDma : isa::kStallDep;
-    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kNumStallCauses * queue + cause),
+    const int cause =
+        binding < 0 ? (slot >= dispatched ? isa::kStallCauseDma : isa::kStallCauseQueue)
+        : binding > queue ? isa::kStallCauseFull
+        : binding == isa::kQueueLoad ? isa::kStallCauseDma : isa::kStallCauseDep;
+    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kStallCauseCount * queue + cause),
         start - free);
   }
   queued_starts_[queue].push_back(start);
-  const bool is_gemm = in.op() == isa::kGemm;
+  const bool is_gemm = in.op() == isa::kOpGemm;
   const Timing cost = Cost(in, is_gemm && start == gemm_chain_end_);
   const int64_t engine_done = CheckedAdd(start, cost.busy, "the cycle count");
   const int64_t end = CheckedAdd(engine_done, cost.latency, "the cycle count");
@@ -285,7 +286,7 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
 
   // A DMA load writes on chip as its data lands, after the latency; everything else touches
   // its rows from its start. (So back-to-back loads of one engine land in order, race-free.)
-  const bool lands_late = in.op() == isa::kLoad || in.op() == isa::kLoadPwl;
+  const bool lands_late = in.op() == isa::kOpLoad || in.op() == isa::kOpLoadPwl;
   const std::vector<Span> spans = Accesses(in);
   CheckRaces(id, spans, lands_late ? start + cost.latency : start);
   RecordAccesses(id, spans, end);
@@ -293,7 +294,7 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
   engine_free_[queue] = engine_done;
   if (is_dma) landings.push_back(end);
   last_end_ = std::max(last_end_, end);
-  for (int q = 0; q < isa::kNumQueues; ++q) {
+  for (int q = 0; q < isa::kQueueCount; ++q) {
     if (in.signal() & (int64_t{1} << q)) channels_[queue][q].push_back(end);
   }
   Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost.busy);
@@ -305,7 +306,7 @@ void Scheduler::BeginBarrier() {
   engine_free_.fill(last_end_);
   in_loop_ = true;
   std::swap(channels_, saved_channels_);  // the expansion starts with empty channels
-  Add(isa::kStatNumLoopGemm, 1);
+  Add(isa::kStatNLoopGemm, 1);
 }
 
 void Scheduler::EndBarrier(const OpId& id) {

@@ -11,7 +11,7 @@
 
 namespace nm_accel {
 
-using StatsRecord = std::array<int64_t, isa::kNumStats>;
+using StatsRecord = std::array<int64_t, isa::kStatCount>;
 
 class Scheduler {
  public:
@@ -43,7 +43,7 @@ class Scheduler {
     std::vector<int64_t> write_end, read_end;
     std::vector<OpId> writer, reader;
   };
-  using Channels = std::array<std::array<std::deque<int64_t>, isa::kNumQueues>, isa::kNumQueues>;
+  using Channels = std::array<std::array<std::deque<int64_t>, isa::kQueueCount>, isa::kQueueCount>;
 
   // Cycles an instruction occupies its engine, and the latency after that until its data has
   // arrived (DMA only): the engine takes its next instruction after `busy`, while the data of
@@ -65,13 +65,13 @@ class Scheduler {
   void Add(isa::Stat stat, int64_t value);
 
   const MachineConfig& cfg_;
-  std::array<int64_t, isa::kNumQueues> engine_free_{};
+  std::array<int64_t, isa::kQueueCount> engine_free_{};
   int64_t dispatched_ = 0;  // when the dispatcher handed out the latest instruction
   bool in_loop_ = false;    // timing a LOOP_GEMM expansion
   // Per queue: start cycles of its latest `queue_depth` instructions (the queue's entries).
-  std::array<std::deque<int64_t>, isa::kNumQueues> queued_starts_;
+  std::array<std::deque<int64_t>, isa::kQueueCount> queued_starts_;
   // Per DMA engine: completion cycles of its latest `dma_in_flight` DMAs (in order).
-  std::array<std::deque<int64_t>, isa::kNumQueues> dma_landings_;
+  std::array<std::deque<int64_t>, isa::kQueueCount> dma_landings_;
   Channels channels_;
   Channels saved_channels_;  // the program's channels while a LOOP_GEMM runs on fresh ones
   int64_t last_end_ = 0;     // latest completion so far (total cycles)

@@ -17,7 +17,7 @@ void ForEachOp(const Program& prog, const OpFn& on_op, const BarrierFn& on_barri
   for (int64_t i = 0; i < prog.num_instr(); ++i) {
     const Instr in = prog.instr(i);
     const OpId id{i, -1, in.op()};
-    if (in.op() != isa::kLoopGemm) {
+    if (in.op() != isa::kOpLoopGemm) {
       on_op(id, in);
       continue;
     }
