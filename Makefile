@@ -29,9 +29,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
-# Heavy models (ResNet-50, BERT-base, real-model compiles on the simulator).
+# Heavy models (ResNet-50, BERT-base, real-model compiles on the simulator), and the
+# differential tests with the large random hypothesis budget (tests/conftest.py: nm-slow).
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow tests
+	NM_HYPOTHESIS_PROFILE=nm-slow $(PY) -m pytest -q -m slow tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/sim_speed.py

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, is_hypothesis_test, settings
 _COMMON = dict(deadline=None, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.filter_too_much])
-settings.register_profile("nm-quick", max_examples=40, derandomize=True, **_COMMON)
+settings.register_profile("nm-quick", max_examples=80, derandomize=True, **_COMMON)
 settings.register_profile("nm-slow", max_examples=int(os.environ.get("NM_HYPOTHESIS_EXAMPLES",
                                                                      "600")),
                           print_blob=True, **_COMMON)
