@@ -51,13 +51,16 @@ def _shape(expr) -> list[int]:
     return [int(d) for d in expr.ty.shape]
 
 
-def _other_operand(context, add_call, chain):
-    """The operand of ``add_call`` that is not the chain so far (the chain may appear as the
-    call itself or as the variable bound to it)."""
-    a, b = add_call.args
+def _is_chain(context, expr, chain) -> bool:
+    """``expr`` is the chain so far: the call itself or the variable bound to it."""
     bound = context.value_to_bound_var.get(chain)
-    is_chain = lambda e: e.same_as(chain) or (bound is not None and e.same_as(bound))
-    return b if is_chain(a) else a
+    return expr.same_as(chain) or (bound is not None and expr.same_as(bound))
+
+
+def _other_operand(context, add_call, chain):
+    """The operand of ``add_call`` that is not the chain so far."""
+    a, b = add_call.args
+    return b if _is_chain(context, a, chain) else a
 
 
 def _epilogue_operands_fit(context, channel_axis: int) -> bool:
@@ -76,8 +79,9 @@ def _epilogue_operands_fit(context, channel_axis: int) -> bool:
         chain = bias_call
     if "residual" in context.annotated_expr:
         res_call = context.annotated_expr["residual"]
-        if _shape(_other_operand(context, res_call, chain)) != out:
-            return False
+        other = _other_operand(context, res_call, chain)
+        if _shape(other) != out or _is_chain(context, other, chain):
+            return False  # (y + y has no residual operand: an elementwise add does it)
     return True
 
 

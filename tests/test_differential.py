@@ -879,3 +879,20 @@ def test_regression_cancelling_sum_within_magnitude_tolerance():
     magnitude = onnx_runtime_outputs(magnitude_model(proto), {"x": np.abs(x)})[0]
     np.testing.assert_allclose(magnitude, [[np.abs(x).sum()]], rtol=1e-6)
     check_against_ort(proto, x)
+
+
+def test_regression_gemm_output_added_to_itself():
+    # Shrunk by hypothesis: Conv(x (1, 2, 1, 1)) -> Min (one input: the identity) -> Sum(., conv):
+    # conv + conv matched the conv + residual pattern with the conv itself as its residual, which
+    # is no parameter of the composite (CodegenError). passes/patterns.py now leaves y + y to an
+    # elementwise add.
+    rng = np.random.default_rng(5)
+    proto = _regression_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("Min", ["c"], ["m"]), helper.make_node("Sum", ["m", "c"], ["y"])],
+        [1, 2, 1, 1], "y", [1, 1, 1, 1], [("w", [[[[0.0889]], [[-0.0934]]]])])
+    check_against_ort(proto, np.float32([[[[0.64042264]], [[0.10490011]]]]))
+    proto = _regression_model([helper.make_node("MatMul", ["x", "w"], ["h"]),
+                               helper.make_node("Add", ["h", "h"], ["y"])], [3, 4], "y", [3, 5],
+                              [("w", rng.standard_normal((4, 5)))])
+    check_against_ort(proto, rng.standard_normal((3, 4)).astype(F32))
