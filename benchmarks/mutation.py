@@ -58,7 +58,7 @@ GROUPS = {
                   "tests/test_timing.py", "tests/test_ops.py"],
     },
     "codegen": {
-        "mutate": ["target/codegen/*.py"],
+        "mutate": ["target/codegen/*.py", "target/backend/*.py"],
         "tests": ["tests/test_ops.py", "tests/test_simulator.py", "tests/test_timing.py",
                   "tests/test_bad_inputs.py", "tests/test_layer_names.py",
                   "tests/test_differential.py", "tests/test_conformance.py"],

@@ -349,7 +349,7 @@ def postprocess(name: str, outputs: list[np.ndarray]) -> str | None:
 
 # ----------------------------------------------------------------------------- task checks
 def _ort(proto: onnx.ModelProto, inputs: dict) -> list[np.ndarray]:
-    from nm_tvm.validate import onnx_runtime_outputs
+    from nm_tvm.reference import onnx_runtime_outputs
 
     return onnx_runtime_outputs(proto, inputs)
 

@@ -37,7 +37,7 @@ def measured_rows(model, samples: list[dict], target=None, input_shapes: dict | 
     ``samples`` (the calibration probe build, exact functions on the host) pushed through the
     table and through the exact function. ``config`` must be the LinearizeConfig the model was
     (or will be) compiled with, so the tables are the same."""
-    from nm_tvm.calibrate import probe_table_inputs
+    from nm_tvm.runtime import probe_table_inputs
 
     probe, seen = probe_table_inputs(model, samples, target, input_shapes, config)
     exact = probe.record.exact_functions

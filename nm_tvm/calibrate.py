@@ -1,5 +1,9 @@
-"""Calibration: run the model on sample inputs and fit every PWL table to the range its
-input really takes (NeuralMatrix fits tables where the data falls, not on a guessed range)."""
+"""Calibration: observe each PWL table's input on sample inputs and fit the table to the range
+it really takes (NeuralMatrix fits tables where the data falls, not on a guessed range).
+
+This module only runs an already compiled probe build and turns observations into a
+LinearizeConfig; compiling the probe build is the runtime's job (:func:`nm_tvm.runtime.calibrate`),
+so the dependency runs one way: runtime -> calibrate."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,39 +33,26 @@ def _widen(lo: float, hi: float) -> tuple[float, float]:
     return new_lo, new_hi
 
 
-def probe_table_inputs(model, samples: list[dict], target=None,
-                       input_shapes: dict | None = None, config: LinearizeConfig | None = None):
-    """(probe build, {table id: every value its input took on ``samples``}).
-
-    The probe build returns each fitted table's input as an extra output and evaluates the
-    fitted functions exactly on the host, so what it observes does not depend on any table."""
-    from nm_tvm.runtime import compile as nm_compile
-
-    probe = nm_compile(model, target=target, input_shapes=input_shapes, linearize=config,
-                       strict=False, probe=True)
-    ids, first = probe.record.probes.ids, probe.record.probes.n_outputs
+def observe(probe_model, samples: list[dict]) -> dict:
+    """{table id: every value its input took on ``samples``}, from a probe build (a
+    CompiledModel compiled with ``probe=True``: each fitted table's input is an extra output,
+    and the fitted functions are evaluated exactly on the host, so what it observes does not
+    depend on any table)."""
+    ids, first = probe_model.record.probes.ids, probe_model.record.probes.n_outputs
     seen: dict[str, list] = {inst: [] for inst in ids}
-    with exact_functions(probe.record.exact_functions):
+    with exact_functions(probe_model.record.exact_functions):
         for sample in samples:
-            outputs = probe.run(sample)
+            outputs = probe_model.run(sample)
             for inst, value in zip(ids, outputs[first:]):
                 seen[inst].append(np.asarray(value, np.float32).ravel())
-    return probe, {inst: np.concatenate(parts) for inst, parts in seen.items()}
+    return {inst: np.concatenate(parts) for inst, parts in seen.items()}
 
 
-def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
-              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
-    """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
-
-    The model is compiled once with every fitted table's input exposed as an extra output and
-    the fitted functions evaluated exactly on the host (so no range depends on another table's
-    error); each sample runs; each table's observed [min, max] becomes its range. Exact
-    (piecewise-linear) tables need no calibration.
-    """
-    if not samples:
-        raise ValueError("calibrate() needs at least one sample input dict")
+def calibrated_config(config: LinearizeConfig | None, seen: dict, seed: int = 0) -> LinearizeConfig:
+    """``config`` with each observed table's range (its [min, max] widened by MARGIN) and sample
+    weights (at most MAX_SAMPLES values). Exact (piecewise-linear) tables need no calibration;
+    the compile that uses this is :func:`nm_tvm.runtime.calibrate`."""
     config = config or LinearizeConfig()
-    _, seen = probe_table_inputs(model, samples, target, input_shapes, config)
     rng = np.random.default_rng(seed)
     ranges, kept = dict(config.ranges), dict(config.samples)
     for inst, values in seen.items():

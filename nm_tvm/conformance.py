@@ -206,7 +206,7 @@ def _compare(sim: np.ndarray, ref: np.ndarray, tol: float) -> tuple[bool, float,
 
 def run_case(case, target="nm/fp32-16x16") -> CaseResult:
     from nm_tvm.frontend import ModelLoadError
-    from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
+    from nm_tvm.target.backend import NotGemmOnlyError
     from nm_tvm.runtime import compile as nm_compile
     from nm_tvm.passes import LinearizeError
     from nm_tvm.target.codegen import CodegenError

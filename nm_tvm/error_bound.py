@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from nm_tvm.reference import onnx_runtime_outputs
+
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "bfloat16": 2.0 ** -8}
 DEFAULT_LAMBDA = 6.0
 
@@ -120,8 +122,6 @@ def _twin_node(t: _Twin, node) -> None:
 def rounding_error_bound(proto: onnx.ModelProto, inputs: dict, operand_dtype: str,
                          lam: float = DEFAULT_LAMBDA) -> list[np.ndarray]:
     """``lam`` standard deviations of the rounding error, per element of every output."""
-    from nm_tvm.validate import onnx_runtime_outputs
-
     twin = _Twin(proto, 2.0 * UNIT_ROUNDOFF[operand_dtype] ** 2 / 3.0)
     graph_inputs = [i.name for i in proto.graph.input if i.name not in twin.inits]
     for name in graph_inputs:  # inputs arrive exact; they are rounded where they are used

@@ -13,7 +13,7 @@ import contextlib
 import numpy as np
 import tvm
 
-from nm_tvm.passes.linearize import EXACT_FUNC, PWL_FUNC
+from nm_tvm.extern_funcs import EXACT_FUNC, PWL_FUNC
 from nm_tvm.pwl import PWLTable
 
 _active: list[dict] = []  # the functions of the probe builds being run, innermost last

@@ -30,6 +30,8 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from nm_tvm.extern_funcs import RUN_FUNC
+
 
 @dataclass
 class LayerMatch:
@@ -51,7 +53,7 @@ def capture_layer_outputs(compiled, inputs: dict) -> tuple[list, dict[int, np.nd
     captured: dict[int, np.ndarray] = {}
 
     def instrument(_func, symbol, before_run, _ret, *args):
-        if not before_run and symbol == "nm_accel.run":
+        if not before_run and symbol == RUN_FUNC:
             layer_id = Program.header_field(args[0].numpy(), "layer_id")
             captured[layer_id] = args[-1].numpy().copy()
         return 0
@@ -66,7 +68,7 @@ def capture_layer_outputs(compiled, inputs: dict) -> tuple[list, dict[int, np.nd
 
 def onnx_intermediates(proto: onnx.ModelProto, inputs: dict) -> tuple[list, dict]:
     """Every float tensor ORT computes, in topological order: ([(name, op)], {name: value})."""
-    from nm_tvm.validate import onnx_runtime_outputs
+    from nm_tvm.reference import onnx_runtime_outputs
 
     inferred = shape_inference.infer_shapes(proto)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info}

@@ -6,16 +6,16 @@ executable as :func:`nm_tvm.compile`; inside it the hardware comes from ``Target
 """
 from __future__ import annotations
 
+import dataclasses
+
 import tvm
 from tvm import relax
 from tvm.target import Target
 
-import dataclasses
-
-from nm_tvm.passes import (Canonicalize, Linearize, LinearizeConfig, LowerToAccelerator,
-                           PartitionForAccelerator, VerifyGemmOnly)
-from nm_tvm.pwl import OUTER_SEGMENTS
+from nm_tvm.passes import Canonicalize, Linearize, LinearizeConfig
 from nm_tvm.record import CompileRecord
+from nm_tvm.target import codegen
+from nm_tvm.target.backend import LowerToAccelerator, PartitionForAccelerator, VerifyGemmOnly
 from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.tags import config_of
 
@@ -28,9 +28,8 @@ def accelerator_passes(hw: HardwareConfig, strict: bool = True,
     """Relax -> accelerator calls (no VM lowering): useful to inspect the offloaded module.
     ``probe`` also returns every fitted table's input tensor (for calibration); ``record``
     receives the tables, layers and host ops."""
-    # Table entries: the fitted segments, the asymptote segments, one entry for negation.
     config = dataclasses.replace(linearize or LinearizeConfig(),
-                                 max_segments=hw.pwl_entries - 1 - OUTER_SEGMENTS)
+                                 max_table_entries=codegen.table_entries(hw))
     return tvm.transform.Sequential(
         [Canonicalize(), Linearize(config, probe, record), PartitionForAccelerator(),
          LowerToAccelerator(hw, record), VerifyGemmOnly(strict, record)],

@@ -5,10 +5,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from nm_tvm import calibrate as _calibration
 from nm_tvm import frontend, support
-from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
 from nm_tvm.passes import LinearizeConfig
 from nm_tvm.pipeline import accelerator_passes
+from nm_tvm.target.backend import NotGemmOnlyError
 from nm_tvm.record import CompileRecord
 from nm_tvm.report import LayerStats, RunStats
 from nm_tvm.target import simulator
@@ -124,8 +125,6 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     if not isinstance(model, tvm.IRModule):
         model = frontend.load_onnx(model)
     if calibration:
-        from nm_tvm.calibrate import calibrate
-
         linearize = calibrate(model, calibration, target=hw, input_shapes=input_shapes,
                               config=linearize)
     record = CompileRecord()
@@ -144,3 +143,26 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         raise
     executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")
     return CompiledModel(executable, hw, imported, record, offloaded)
+
+
+def probe_table_inputs(model, samples: list[dict], target=None,
+                       input_shapes: dict | None = None, config: LinearizeConfig | None = None):
+    """(probe build, {table id: every value its input took on ``samples``}): the model compiled
+    with every fitted table's input exposed and the fitted functions evaluated exactly."""
+    probe = compile(model, target=target, input_shapes=input_shapes, linearize=config,
+                    strict=False, probe=True)
+    return probe, _calibration.observe(probe, samples)
+
+
+def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
+              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
+    """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
+
+    The model is compiled once as a probe build (no range depends on another table's error),
+    each sample runs, and each table's observed [min, max] becomes its range
+    (:func:`nm_tvm.calibrate.calibrated_config`).
+    """
+    if not samples:
+        raise ValueError("calibrate() needs at least one sample input dict")
+    _, seen = probe_table_inputs(model, samples, target, input_shapes, config)
+    return _calibration.calibrated_config(config, seen, seed)

@@ -7,6 +7,8 @@ import numpy as np
 
 from nm_tvm import frontend
 from nm_tvm.error_bound import rounding_error_bound
+from nm_tvm.reference import onnx_runtime_outputs
+from nm_tvm.runtime import compile as nm_compile
 
 
 @dataclass
@@ -46,21 +48,9 @@ def compare(name: str, sim: np.ndarray, ref: np.ndarray) -> OutputComparison:
     return OutputComparison(name, max_abs, max_abs / scale if scale > 0 else max_abs, cosine)
 
 
-def onnx_runtime_outputs(proto, inputs: dict) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, inputs)
-
-
 def validate(model, inputs: dict | None = None, target=None, input_shapes: dict | None = None,
              with_bound: bool = False, seed: int = 0) -> ValidationReport:
     """Compile for ``target``, run on the simulator and in ONNX Runtime, compare every output."""
-    from nm_tvm.runtime import compile as nm_compile
-
     compiled = nm_compile(model, target=target, input_shapes=input_shapes)
     imported = frontend.import_model(model, input_shapes)
     if imported.onnx_model is None:

@@ -22,146 +22,30 @@ tables, their ranges, fitted errors and limits go into the pass's compile record
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
-
 import numpy as np
 import tvm
-import tvm_ffi
 from tvm import relax
 
 from nm_tvm.provenance import inherit_span
-from nm_tvm.pwl import OUTER_SEGMENTS, PL, PWLTable, fit
-from nm_tvm.pwl_limits import PoleError, limit
-from nm_tvm.record import CompileRecord, ProbeRecord
+from nm_tvm.pwl import PL
+from nm_tvm.record import CompileRecord
 
 from . import scalar_function as sf
+from .calibration_probes import expose_probes
+from .pwl_tables import (DEFAULT_RANGE, NORM_VARIANCE_RANGE, POSITIVE_RANGE, LinearizeConfig,
+                         LinearizeError, TableRegistry)
 
-
-
-# The Relax-level functions Linearize emits: the backend offloads the first to the PWL unit;
-# nm_tvm/host_kernels.py implements both on the host.
-PWL_FUNC = "nm.pwl_map"
-EXACT_FUNC = "nm.exact_map"
-
-
-@tvm_ffi.register_error
-class LinearizeError(ValueError):
-    """A function cannot be tabulated on the inputs' range (e.g. 1/x across 0)."""
-DEFAULT_RANGE = (-8.0, 8.0)
-POSITIVE_RANGE = (2.0 ** -10, 64.0)  # for functions undefined at or below 0 (log, rsqrt, 1/x)
-NORM_VARIANCE_RANGE = (2.0 ** -6, 64.0)  # layer/RMS norm variance, unless calibrated
-PLOT_POINTS = 129  # samples of each fitted function kept for reports and plots
-
-
-@dataclass
-class LinearizeConfig:
-    """Knobs: segments on the fitted range (global and per function key), ranges, functions
-    left alone. Each fitted table adds OUTER_SEGMENTS asymptote entries.
-
-    A function key is the '+'-joined nonlinear ops of a fused subgraph ('erf' for GELU's erf
-    form, 'exp+log' for Softplus, 'exp' for softmax's exponent, 'reciprocal', 'rsqrt', ...).
-    """
-
-    segments: int = 64
-    # rsqrt and 1/x are steep near 0 (small variances, short sums): more segments by default
-    segments_per_op: dict = field(default_factory=lambda: {"rsqrt": 128, "reciprocal": 128})
-    # (lo, hi) by table instance ('gelu#3', from calibration) or by key ('gelu'); overrides
-    # the defaults. Optional calibration samples by instance weight the fit.
-    ranges: dict = field(default_factory=dict)
-    samples: dict = field(default_factory=dict)
-    disabled: set = field(default_factory=set)  # keys left unlinearized (host or error)
-    max_segments: int | None = None  # the target's PWL table size
-
-    def segments_for(self, key: str) -> int:
-        n = int(self.segments_per_op.get(key, self.segments))
-        return min(n, self.max_segments) if self.max_segments else n
-
-
-def pwl_call(x: relax.Expr, table: PWLTable) -> relax.Expr:
-    return relax.call_dps_packed(PWL_FUNC, relax.Tuple([x, relax.const(table.to_array())]),
-                                 relax.TensorType(x.ty.shape, "float32"))
+__all__ = ["Linearize", "LinearizeConfig", "LinearizeError"]
 
 
 def _shape(expr) -> tuple:
     return tuple(int(d) for d in expr.ty.shape)
 
 
-class _Tables:
-    """Fits and records the module's tables; each gets an instance id ``key#n`` in creation
-    order, stable for the same model, so calibrated ranges find their table again."""
-
-    def __init__(self, config: LinearizeConfig, probe: bool = False):
-        self.config = config
-        self.probe = probe  # calibration run: fitted functions evaluated exactly on the host
-        self.records: list[dict] = []
-        self.probes: list = []  # (instance id, root expr): the tensors calibration observes
-        self.functions: dict = {}  # instance id -> f, for the exact host evaluation
-
-    def call(self, x: relax.Expr, table: PWLTable) -> relax.Expr:
-        """The PWL map of ``x`` -- or, when probing for calibration, the exact function, so
-        observed ranges do not depend on other tables' (uncalibrated) errors."""
-        inst = table.notes.get("id")
-        if self.probe and inst in self.functions:
-            return relax.call_dps_packed(EXACT_FUNC, relax.Tuple([x, tvm.ir.StringImm(inst)]),
-                                         relax.TensorType(x.ty.shape, "float32"))
-        return pwl_call(x, table)
-
-    def _instance(self, key: str) -> str:
-        return f"{key}#{len(self.records)}"
-
-    def fitted(self, key: str, f, default_range, root=None, floor: float | None = None) -> PWLTable:
-        """``floor``: inputs below it do not matter (softmax's exp below -16 is < 1e-7 of the
-        largest term), so a calibrated range is cut there and the asymptote takes over."""
-        inst = self._instance(key)
-        cfg = self.config
-        lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
-        if floor is not None:
-            lo = max(lo, floor)
-        samples = cfg.samples.get(inst)
-        try:  # the limit first: it rejects ranges across a pole or a domain edge
-            promised = limit(f, float(lo), float(hi), cfg.segments_for(key),
-                             calibrated=samples is not None and np.size(samples) > 0, name=key)
-            table = fit(f, float(lo), float(hi), cfg.segments_for(key), samples=samples,
-                        name=key)
-        except (PoleError, ValueError) as err:
-            raise LinearizeError(f"cannot linearize {inst}: {err}") from None
-        table.notes["limit"] = promised.max_err
-        table.notes["mean_limit"] = promised.mean_abs_err
-        if table.max_err > promised.max_err:
-            warnings.warn(f"PWL table {inst} on [{lo:.6g}, {hi:.6g}]: fitted max error "
-                          f"{table.max_err:.3g} exceeds its limit {promised.max_err:.3g} "
-                          f"(nm_tvm.pwl_limits)", stacklevel=2)
-        grid = np.linspace(table.lo, table.hi, PLOT_POINTS)
-        table.notes["grid"] = [grid.tolist(), np.asarray(f(grid), np.float64).tolist()]
-        table.notes["id"] = inst
-        self.functions[inst] = f
-        self._record(inst, key, table, root)
-        return table
-
-    def exact(self, key: str, pl: PL, root=None) -> PWLTable:
-        table = pl.table(key)
-        table.notes["id"] = self._instance(key)
-        if self.config.max_segments and table.segments > self.config.max_segments + OUTER_SEGMENTS:
-            raise ValueError(f"exact table for {key} needs {table.segments} segments; the "
-                             f"target's PWL memory holds {self.config.max_segments}")
-        self._record(self._instance(key), key, table, root)
-        return table
-
-    def _record(self, inst, key, table, root):
-        self.records.append({"id": inst, "key": key, "segments": int(table.segments),
-                             "exact": table.exact, "lo": float(table.lo), "hi": float(table.hi),
-                             "max_err": float(table.max_err),
-                             "mean_abs_err": float(table.mean_abs_err),
-                             "table": table.to_array().tolist(), **table.notes})
-        if root is not None and not table.exact:
-            self.probes.append((inst, root))
-
-
 # ------------------------------------------------------------------------- 1. decompose
 @relax.expr_functor.mutator
 class _Decompose(relax.PyExprMutator):
-    def __init__(self, mod, tables: _Tables):
+    def __init__(self, mod, tables: TableRegistry):
         super().__init__(mod)
         self.tables = tables
         self._span = None  # span of the call being decomposed
@@ -355,7 +239,7 @@ def _subgraph(region: _Region, out) -> list:
 
 @relax.expr_functor.mutator
 class _FuseScalar(relax.PyExprMutator):
-    def __init__(self, mod, tables: _Tables, replace: dict):
+    def __init__(self, mod, tables: TableRegistry, replace: dict):
         super().__init__(mod)
         self.tables = tables
         self.replace = replace  # var -> table
@@ -372,7 +256,7 @@ class _FuseScalar(relax.PyExprMutator):
         super().visit_var_binding_(binding)
 
 
-def _plan_fusion(func: relax.Function, tables: _Tables) -> dict:
+def _plan_fusion(func: relax.Function, tables: TableRegistry) -> dict:
     replace = {}
     uses: dict = {}
     for block in func.body.blocks:
@@ -430,7 +314,7 @@ class Linearize:
         self.record = record if record is not None else CompileRecord()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        tables = _Tables(self.config, self.probe)
+        tables = TableRegistry(self.config, self.probe)
         decompose = _Decompose(mod, tables)
         for gv, func in list(mod.functions.items()):
             if isinstance(func, relax.Function) and not (func.attrs and "Codegen" in func.attrs):
@@ -442,48 +326,7 @@ class Linearize:
                 if replace:
                     mod[gv] = _FuseScalar(mod, tables, replace).visit_expr(func)
         if self.probe:
-            mod, self.record.probes = _expose_probes(mod, tables.probes)
+            mod, self.record.probes = expose_probes(mod, tables.probes)
             self.record.exact_functions = dict(tables.functions)
         self.record.tables = tables.records
         return relax.transform.DeadCodeElimination()(mod)
-
-
-def _expose_probes(mod: tvm.IRModule, probes: list) -> tuple[tvm.IRModule, ProbeRecord]:
-    """Append the probed tensors to main's outputs (a flat tuple). Roots are found again by
-    position (parameter or binding index), since ToNonDataflow makes new variables; a root the
-    scalar fusion re-emitted is found by its (unique) name. A root found neither way is not
-    probed: its table keeps its default range."""
-    main = mod["main"]
-    where, names = {}, {}
-    for i, p in enumerate(main.params):
-        where[p] = ("param", i)
-        names.setdefault(p.name, []).append(("param", i))
-    for bi, block in enumerate(main.body.blocks):
-        for ji, binding in enumerate(block.bindings):
-            where[binding.var] = ("binding", bi, ji)
-            names.setdefault(binding.var.name, []).append(("binding", bi, ji))
-    found = []
-    for inst, root in probes:
-        pos = where.get(root)
-        if pos is None and len(names.get(getattr(root, "name", None), [])) == 1:
-            pos = names[root.name][0]
-        if pos is not None:
-            found.append((inst, pos))
-    mod = relax.transform.ToNonDataflow()(mod)
-    main = mod["main"]
-    roots = [main.params[pos[1]] if pos[0] == "param"
-             else main.body.blocks[pos[1]].bindings[pos[2]].var for _, pos in found]
-    ret = main.body.body
-    outs = list(ret.fields) if isinstance(ret, relax.Tuple) else [ret]
-    result = relax.Tuple(outs + roots)
-    body = relax.SeqExpr(main.body.blocks, result)
-    ret_ty = relax.TupleType([e.ty for e in outs + roots])
-    mod["main"] = relax.Function(main.params, body, ret_ty, attrs=main.attrs)
-    mod = relax.transform.Normalize()(mod)
-    mod = relax.transform.ConvertToDataflow()(mod)
-    return mod, ProbeRecord([inst for inst, _ in found], sum(_leaves(e.ty) for e in outs))
-
-
-def _leaves(ty) -> int:
-    """Tensors in a (nested) tuple type: the VM's outputs are flattened in this order."""
-    return sum(_leaves(f) for f in ty.fields) if isinstance(ty, relax.TupleType) else 1

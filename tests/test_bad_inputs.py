@@ -12,8 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nm_tvm
 from nm_tvm.frontend import ModelLoadError
-from nm_tvm.passes.lower_to_accelerator import DramCapacityError
-from nm_tvm.passes.verify_gemm_only import NotGemmOnlyError
+from nm_tvm.target.backend import DramCapacityError, NotGemmOnlyError
 from nm_tvm.runtime import InputError, UnsupportedOperatorError
 from nm_tvm.target.codegen import CodegenError
 from nm_tvm.target.hardware import HardwareConfigError, load_preset

@@ -699,7 +699,7 @@ def _regression_model(nodes, x_shape, out_name, out_shape, inits):
 
 # Regression tests, shrunk by hypothesis / found by the conformance runner (both fixed):
 # a constant added after a GEMM that is not per output channel was fused as its bias, and a
-# run-time tensor that broadcasts was fused as its residual (passes/patterns.py now checks both).
+# run-time tensor that broadcasts was fused as its residual (target/backend/patterns.py now checks both).
 
 
 def test_regression_gemm_matrix_bias():
@@ -757,7 +757,7 @@ def test_regression_variadic_of_variadic():
 def test_regression_matmul_constant_left_operand():
     # Shrunk by hypothesis: Gemm(c (1, 1), x (1, 1)). The codegen took A as the composite's
     # parameter 0 and B as parameter 1; with a constant A (or x @ x) there is one parameter
-    # (IndexError). A and B are now looked up by parameter (passes/lower_to_accelerator.py).
+    # (IndexError). A and B are now looked up by parameter (target/backend/composite.py).
     proto = _regression_model([helper.make_node("Gemm", ["c", "x"], ["y"])], [1, 1], "y",
                               [1, 1], [("c", [[0.125]])])
     check_against_ort(proto, np.float32([[-0.125]]))
@@ -813,7 +813,7 @@ def test_regression_divide_by_constant_tensor():
 def test_regression_integer_pow_then_relu():
     # Shrunk by hypothesis: Pow(x, 2) -> Relu. Linearize's x * x left an alias binding
     # (t = lv) that the multiply + ReLU pattern matched through but FuseOpsByPattern's grouping
-    # did not: "cyclic dependency" (passes/partition.py canonicalizes bindings first).
+    # did not: "cyclic dependency" (target/backend/partition.py canonicalizes bindings first).
     for exponent in (2.0, 3.0):
         proto = _regression_model([helper.make_node("Pow", ["x", "p"], ["h"]),
                                    helper.make_node("Relu", ["h"], ["y"])], [1, 2], "y", [1, 2],
@@ -884,7 +884,7 @@ def test_regression_cancelling_sum_within_magnitude_tolerance():
 def test_regression_gemm_output_added_to_itself():
     # Shrunk by hypothesis: Conv(x (1, 2, 1, 1)) -> Min (one input: the identity) -> Sum(., conv):
     # conv + conv matched the conv + residual pattern with the conv itself as its residual, which
-    # is no parameter of the composite (CodegenError). passes/patterns.py now leaves y + y to an
+    # is no parameter of the composite (CodegenError). target/backend/patterns.py now leaves y + y to an
     # elementwise add.
     rng = np.random.default_rng(5)
     proto = _regression_model(

@@ -233,7 +233,7 @@ def test_model_tables_within_their_limits(builder):
     the limit recorded with it; defaults and calibrated ranges alike."""
     import nm_tvm
     from nm_tvm import approx, frontend
-    from nm_tvm.calibrate import calibrate, probe_table_inputs
+    from nm_tvm.runtime import calibrate, probe_table_inputs
     from nm_tvm.models import zoo
 
     proto = getattr(zoo, builder)()

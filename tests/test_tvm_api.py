@@ -8,8 +8,9 @@ from tvm.script import relax as R
 from tvm.target import Target
 
 import nm_tvm
-from nm_tvm.passes import (Canonicalize, LowerToAccelerator, NotGemmOnlyError,
-                           PartitionForAccelerator, VerifyGemmOnly, host_ops)
+from nm_tvm.passes import Canonicalize
+from nm_tvm.target.backend import (LowerToAccelerator, NotGemmOnlyError, PartitionForAccelerator,
+                                   VerifyGemmOnly, host_ops)
 from nm_tvm.target import simulator
 from nm_tvm.target.hardware import load_preset
 
@@ -77,3 +78,4 @@ def test_non_strict_runs_leftover_on_host_and_lists_it(rng):
     out = compiled.run({"x": x})[0]
     np.testing.assert_allclose(out, np.cumsum(x @ np.ones((8, 4)), axis=1), rtol=1e-5)
     assert compiled.stats.macs == 2 * 8 * 4
+

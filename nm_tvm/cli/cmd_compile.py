@@ -14,6 +14,7 @@ def _programs(offloaded) -> dict[int, np.ndarray]:
     """{layer id: program} from the ``nm_accel.run`` calls of the offloaded module."""
     from tvm import relax
 
+    from nm_tvm.extern_funcs import RUN_FUNC
     from nm_tvm.target.isa import Program
 
     found = {}
@@ -25,7 +26,7 @@ def _programs(offloaded) -> dict[int, np.ndarray]:
                 call = binding.value
                 if (isinstance(call, relax.Call) and getattr(call.op, "name", "") ==
                         "relax.call_dps_packed" and str(call.args[0].global_symbol) ==
-                        "nm_accel.run"):
+                        RUN_FUNC):
                     program = call.args[1].fields[0].value.numpy()
                     found[Program.header_field(program, "layer_id")] = program
     return found

@@ -149,13 +149,14 @@ def _version() -> str:
 
 
 def _user_errors() -> tuple:
-    """Exceptions that mean bad input (exit 2) and failures that are expected (exit 1)."""
+    """Exceptions that mean bad input (exit 2), failures that are expected (exit 1), and the
+    failure that --allow-host-fallback avoids."""
     from nm_tvm.frontend import ModelLoadError
-    from nm_tvm.passes import NotGemmOnlyError
+    from nm_tvm.target.backend import NotGemmOnlyError
     from nm_tvm.target.codegen import CodegenError
     from nm_tvm.target.hardware import HardwareConfigError
 
-    return (ModelLoadError, HardwareConfigError), (NotGemmOnlyError, CodegenError)
+    return (ModelLoadError, HardwareConfigError), (NotGemmOnlyError, CodegenError), NotGemmOnlyError
 
 
 def main(argv=None) -> int:
@@ -168,14 +169,14 @@ def main(argv=None) -> int:
     try:
         import nm_tvm  # noqa: F401 (registers targets and the pipeline)
 
-        usage_errors, failures = _user_errors()
+        usage_errors, failures, host_would_run = _user_errors()
         try:
             return args.func(args, console, err_console)
         except usage_errors as err:
             raise CliError(str(err).strip().splitlines()[0]) from err
         except failures as err:
             message = str(err).strip().splitlines()[0]
-            if "not supported by the accelerator" in message:
+            if isinstance(err, host_would_run):  # compute the accelerator cannot take
                 message += " (or pass --allow-host-fallback)"
             raise CliError(message, EXIT_FAIL) from err
     except CliError as err:

@@ -22,11 +22,11 @@ from .gemm import (RELU_TABLE, Conv2dAttrs, GemmTiles, Matrix, avg_pool2d_progra
 from .layer import AcceleratorCall, CodegenError, Param
 from .movement import Copy, concat_program, staging_rows, strided_slice_program, transpose_program
 from .vector import (NEG_INF_ROW, NEG_TABLE, VEC_OPS, elementwise_program, max_pool2d_program,
-                     reduce_max_program)
+                     reduce_max_program, table_entries)
 
 # The star-export list of the former codegen.py; the other names imported above are re-exported
 # for direct use too (cg.RELU_TABLE, cg.staging_rows, ...).
 __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param",
            "avg_pool2d_program", "choose_gemm_tiles", "conv2d_program", "elementwise_program",
            "matmul_program", "max_pool2d_program", "mean_program", "reduce_max_program",
-           "concat_program", "strided_slice_program", "transpose_program"]
+           "concat_program", "strided_slice_program", "table_entries", "transpose_program"]

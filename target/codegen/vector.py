@@ -93,6 +93,12 @@ def max_pool2d_program(hw: HardwareConfig, layer_id: int, x_shape, pool, strides
 
 
 NEG_TABLE = np.array([[-np.inf, -1.0, 0.0]], dtype=np.float32)
+
+
+def table_entries(hw: HardwareConfig) -> int:
+    """PWL memory entries one layer's table may use: an elementwise layer loads its table and,
+    for subtract / minimum, the negation table after it (elementwise_program)."""
+    return hw.pwl_entries - len(NEG_TABLE)
 VEC_OPS = {"add": VecOp.ADD, "subtract": VecOp.ADD, "multiply": VecOp.MUL,
            "maximum": VecOp.MAX, "minimum": VecOp.MAX}
 

@@ -13,7 +13,7 @@ from tvm import relax
 from nm_tvm.provenance import source_node
 from nm_tvm.record import CompileRecord
 
-from .lower_to_accelerator import RUN_FUNC
+from nm_tvm.extern_funcs import RUN_FUNC
 
 VIEW_OPS = {"relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"}
 

@@ -14,7 +14,7 @@ from tvm import relax
 from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
 
-from .linearize import PWL_FUNC
+from nm_tvm.extern_funcs import PWL_FUNC
 
 CODEGEN = "nm"
 
