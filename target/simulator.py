@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nm_tvm.extern_funcs import RUN_FUNC
+
 from .isa import ISA_VERSION, SPEC_DIGEST, STAT_FIELDS
 
 LIBRARY_NAME = "libnm_accel.so"
@@ -95,8 +97,19 @@ def run_program(program: np.ndarray, args: list[np.ndarray]) -> list[np.ndarray]
 
     program = np.ascontiguousarray(program)
     tensors = [tvm.runtime.tensor(np.ascontiguousarray(a), tvm.cpu()) for a in args]
-    _func("nm_accel.run")(tvm.runtime.tensor(program, tvm.cpu()), *tensors)
+    _func(RUN_FUNC)(tvm.runtime.tensor(program, tvm.cpu()), *tensors)
     return [t.numpy() for t in tensors]
+
+
+def estimate(program: np.ndarray) -> dict[str, int]:
+    """The statistics ``program`` would produce (cycles, busy and stall counters, traffic),
+    from the simulator's timing pass alone: the same checks and event model as a run, but no
+    argument tensors and no memory touched, so it is cheap enough to compare schedules."""
+    import tvm
+
+    program = np.ascontiguousarray(program)
+    table = np.from_dlpack(_func("nm_accel.estimate")(tvm.runtime.tensor(program, tvm.cpu())))
+    return dict(zip(STAT_FIELDS, (int(v) for v in table[0])))
 
 
 def take_stats() -> list[dict[str, int]]:

@@ -1,5 +1,6 @@
 // tvm-ffi global functions of the simulator:
 //   nm_accel.run(program, *region_tensors)  -- called by the Relax VM via R.call_dps_packed
+//   nm_accel.estimate(program) -> int64 tensor (1, len(STAT_FIELDS)); timing pass only, no memory
 //   nm_accel.take_stats() -> int64 tensor (n, len(STAT_FIELDS)); clears the log
 //   nm_accel.version() -> ISA version
 //   nm_accel.stat_fields() -> Array<String>, STAT_FIELDS as compiled in
@@ -114,18 +115,42 @@ struct CpuAlloc {
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
 
-ffi::Tensor TakeStats() {
-  std::vector<StatsRecord> records;
-  {
-    std::lock_guard<std::mutex> lock(g_stats_mutex);
-    records.swap(g_stats);
-  }
+ffi::Tensor StatsTensor(const std::vector<StatsRecord>& records) {
   const int64_t n = static_cast<int64_t>(records.size());
   ffi::Tensor out = ffi::Tensor::FromNDAlloc(CpuAlloc(), ffi::ShapeView({n, isa::kStatCount}),
                                              DLDataType{kDLInt, 64, 1}, DLDevice{kDLCPU, 0});
   auto* dst = static_cast<int64_t*>(out.data_ptr());
   for (const StatsRecord& r : records) dst = std::copy(r.begin(), r.end(), dst);
   return out;
+}
+
+// nm_accel.estimate(program) -> int64 tensor (1, len(STAT_FIELDS)): the timing pass only.
+void Estimate(ffi::PackedArgs args, ffi::Any* ret) {
+  if (args.size() != 1) {
+    TVM_FFI_THROW(ValueError) << "nm_accel.estimate: expects only the program tensor, got "
+                              << args.size() << " arguments";
+  }
+  int64_t n_words = 0;
+  const auto* words = static_cast<const int64_t*>(
+      CheckTensor(args, 0, DLDataType{kDLInt, 64, 1}, "int64", &n_words));
+  StatsRecord stats;
+  try {
+    stats = EstimateProgram(words, n_words);
+  } catch (const SimError& e) {
+    TVM_FFI_THROW(ValueError) << e.what();
+  } catch (const std::bad_alloc&) {
+    TVM_FFI_THROW(ValueError) << "nm_accel.estimate: out of memory while scheduling";
+  }
+  *ret = StatsTensor({stats});
+}
+
+ffi::Tensor TakeStats() {
+  std::vector<StatsRecord> records;
+  {
+    std::lock_guard<std::mutex> lock(g_stats_mutex);
+    records.swap(g_stats);
+  }
+  return StatsTensor(records);
 }
 
 ffi::Array<ffi::String> StatFields() {
@@ -150,6 +175,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
   namespace refl = tvm::ffi::reflection;
   refl::GlobalDef()
       .def_packed("nm_accel.run", nm_accel::Run)
+      .def_packed("nm_accel.estimate", nm_accel::Estimate)
       .def("nm_accel.take_stats", nm_accel::TakeStats)
       .def("nm_accel.version", []() -> int64_t { return nm_accel::isa::kVersion; })
       .def("nm_accel.stat_fields", nm_accel::StatFields)

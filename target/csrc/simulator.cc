@@ -29,14 +29,8 @@ void ForEachOp(const Program& prog, const OpFn& on_op, const BarrierFn& on_barri
   }
 }
 
-}  // namespace
-
-StatsRecord RunProgram(const int64_t* words, int64_t n_words,
-                       const std::vector<DramBuffer>& args) {
-  const Program prog(words, n_words);
-  CheckArguments(prog, args);
-
-  // Pass 1: static checks, timing, tokens and races; touches no memory.
+// Pass 1: static checks, timing, tokens and races; touches no memory.
+StatsRecord Schedule(const Program& prog) {
   Scheduler scheduler(prog.config());
   ForEachOp(
       prog,
@@ -51,13 +45,28 @@ StatsRecord RunProgram(const int64_t* words, int64_t n_words,
           scheduler.EndBarrier(id);
         }
       });
+  return scheduler.stats();
+}
+
+}  // namespace
+
+StatsRecord RunProgram(const int64_t* words, int64_t n_words,
+                       const std::vector<DramBuffer>& args) {
+  const Program prog(words, n_words);
+  CheckArguments(prog, args);
+  const StatsRecord stats = Schedule(prog);
 
   // Pass 2: numerics, in program order.
   Executor executor(prog, args);
   ForEachOp(
       prog, [&](const OpId& id, const Instr& in) { executor.Execute(id, in); },
       [](const OpId&, bool) {});
-  return scheduler.stats();
+  return stats;
+}
+
+StatsRecord EstimateProgram(const int64_t* words, int64_t n_words) {
+  const Program prog(words, n_words);
+  return Schedule(prog);
 }
 
 }  // namespace nm_accel

@@ -18,6 +18,11 @@ namespace nm_accel {
 StatsRecord RunProgram(const int64_t* words, int64_t n_words,
                        const std::vector<DramBuffer>& args);
 
+// The first pass of RunProgram alone: validates and times the program (the same statistics
+// RunProgram returns) without argument buffers and without touching any memory. The cost
+// model for tools that compare schedules (tile choices, tuning). Throws SimError.
+StatsRecord EstimateProgram(const int64_t* words, int64_t n_words);
+
 }  // namespace nm_accel
 
 #endif  // NM_ACCEL_SIMULATOR_H_
