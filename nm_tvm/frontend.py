@@ -72,6 +72,47 @@ def _check_batch_norm_inference(proto: onnx.ModelProto) -> None:
                 "inference mode (running mean / variance) is supported")
 
 
+# Resize coordinate modes TVM's resize2d does not implement (it raises deep inside
+# legalization, after the model was accepted).
+_TVM_RESIZE_MODES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                     "tf_half_pixel_for_nn", "tf_crop_and_resize"}
+
+
+def _check_resize_modes(proto) -> None:
+    for node in proto.graph.node:
+        if node.op_type != "Resize":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        mode = attrs["coordinate_transformation_mode"].s.decode() \
+            if "coordinate_transformation_mode" in attrs else "half_pixel"
+        if mode not in _TVM_RESIZE_MODES:
+            raise ModelLoadError(
+                f"Resize node '{node.name or node.output[0]}': coordinate_transformation_mode "
+                f"'{mode}' is not implemented by TVM's resize2d (supported: "
+                f"{', '.join(sorted(_TVM_RESIZE_MODES))})")
+
+
+def _check_resize_align_corners(mod: tvm.IRModule) -> None:
+    """TVM's align_corners resize divides by (output size - 1): an output axis of one element
+    fails in legalization with "Divide by zero". Refuse it by name instead."""
+    from nm_tvm.provenance import source_node
+
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if (isinstance(call, relax.Call) and getattr(call.op, "name", "")
+                        == "relax.image.resize2d"
+                        and call.attrs.coordinate_transformation_mode == "align_corners"
+                        and any(int(d) == 1 for d in list(call.ty.shape)[2:])):
+                    raise ModelLoadError(
+                        f"Resize node '{source_node(call) or binding.var.name}': "
+                        "align_corners to an output axis of size 1 is not implemented by "
+                        "TVM's resize2d (it divides by the output size - 1)")
+
+
 def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     """ONNX -> Relax with static shapes and weights as constants."""
     proto = load_onnx(model)
@@ -81,6 +122,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         raise ModelLoadError(f"ONNX model is invalid: {err}") from None
     _check_layer_norm_outputs(proto)
     _check_batch_norm_inference(proto)
+    _check_resize_modes(proto)
     input_shapes = dict(input_shapes or {})
     shapes, dtypes = {}, {}
     for inp in _graph_inputs(proto):
@@ -112,6 +154,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         mod = _from_onnx_with_sources(proto, shapes)
     except Exception as err:
         raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
+    _check_resize_align_corners(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,
                          [o.name for o in proto.graph.output], proto)
 

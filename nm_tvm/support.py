@@ -91,6 +91,10 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Concat": OpSupport(EXACT, "DMA copies into the output's slabs"),
     "Slice": OpSupport(EXACT, "constant bounds, positive steps: one strided DMA view",
                        constant_inputs=(1, 2, 3, 4)),
+    "Resize": OpSupport(EXACT, "mode=nearest, 2-D, where each output index reads an integer "
+                               "repeat or stride of the input (integer up/down scales, any "
+                               "coordinate mode and nearest_mode): one DMA view; constant "
+                               "scales / sizes", constant_inputs=(1, 2, 3)),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",

@@ -22,7 +22,8 @@ from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 from nm_tvm.target.isa import Program
 
-from .composite import Composite, generate
+from .composite import Composite
+from .operators import lower_composite
 
 # Passes run behind the FFI: register the codegen's error class so that a layer that cannot be
 # mapped arrives in Python as CodegenError (not a bare RuntimeError).
@@ -109,7 +110,7 @@ class LowerToAccelerator:
                 name, nodes = layer_source(call)
                 name = name or f"{layer_id:02d}_{kind}"
                 try:
-                    acc = generate(comp, hw, layer_id)
+                    acc = lower_composite(comp, hw, layer_id)
                 except cg.CodegenError as err:
                     raise cg.CodegenError(f"layer '{name}': {err}") from None
                 args = [relax.const(acc.program, "int64")]

@@ -16,7 +16,7 @@ from tvm.relax.transform import FusionPattern
 
 from nm_tvm.provenance import layer_span, respan_bindings, source_node
 
-from .patterns import pattern_table
+from .operators import pattern_table
 
 _AUTO_VAR_NAME = re.compile(r"^(lv|gv)\d*(_\d+)?$")
 

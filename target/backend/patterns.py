@@ -1,16 +1,16 @@
-"""The accelerator's pattern table: which Relax subgraphs become one accelerator layer.
+"""Pattern building for the accelerator's operators (``nm_tvm.target.backend.operators``):
+what one accelerator layer may hold, and the ``FusionPattern`` shapes its entries use.
 
-Each entry is ``(name, pattern, annotations, check)`` for ``FuseOpsByPattern``. GEMM anchors
-(conv2d, matmul) absorb a constant bias, a residual tensor and a ReLU, so the whole chain runs
-as one LOOP_GEMM with the bias and residual initialising the accumulator and ReLU as its PWL
-epilogue. Ordered longest first: FuseOpsByPattern gives earlier patterns priority.
+A GEMM anchor (conv2d, matmul) absorbs a constant bias, a residual tensor and a ReLU, so the
+whole chain runs as one LOOP_GEMM with the bias and residual initialising the accumulator and
+ReLU as its PWL epilogue; other operators may be followed by a ReLU or a PWL table. Every
+pattern's tensors are float32 of static shape, and no intermediate escapes the chain.
 """
 from __future__ import annotations
 
 from itertools import product
 
 from tvm import relax
-
 from tvm.relax.dpl import is_call_dps_packed, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
 
@@ -29,7 +29,7 @@ def _static_f32(expr) -> bool:
     return all(isinstance(d, int) and d > 0 for d in dims)
 
 
-def _all_static(context) -> bool:
+def all_static(context) -> bool:
     """Static float32 shapes, and no intermediate of the chain used outside it (a composite
     has one output: an escaping intermediate would make it a tuple)."""
     exprs = [context.annotated_expr[k] for k in context.annotated_expr]
@@ -63,7 +63,7 @@ def _other_operand(context, add_call, chain):
     return b if _is_chain(context, a, chain) else a
 
 
-def _epilogue_operands_fit(context, channel_axis: int) -> bool:
+def epilogue_operands_fit(context, channel_axis: int) -> bool:
     """The bias must be a per-output-channel constant (it initialises the accumulator rows
     by broadcast) and the residual a tensor of exactly the output's shape (loaded as D)."""
     anchor = context.annotated_expr["anchor"]
@@ -85,118 +85,41 @@ def _epilogue_operands_fit(context, channel_axis: int) -> bool:
     return True
 
 
-def _check_conv(context) -> bool:
-    attrs = context.annotated_expr["anchor"].attrs
-    return (_all_static(context) and attrs.data_layout == "NCHW"
-            and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-            and _epilogue_operands_fit(context, 1))
-
-
-def _check_matmul(context) -> bool:
-    return _all_static(context) and _epilogue_operands_fit(context, -1)
-
-
-def _check_avg_pool(context) -> bool:
-    attrs = context.annotated_expr["anchor"].attrs
-    return (_all_static(context) and attrs.layout == "NCHW" and not attrs.ceil_mode
-            and all(int(p) == 0 for p in attrs.padding))
-
-
-def _check_max_pool(context) -> bool:
-    attrs = context.annotated_expr["anchor"].attrs
-    return _all_static(context) and attrs.layout == "NCHW" and not attrs.ceil_mode
-
-
-def _check_slice(context) -> bool:
-    """Constant bounds and positive steps (a strided DMA view)."""
-    call = context.annotated_expr["anchor"]
-    try:
-        steps = [int(v) for v in call.args[4]]
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return _all_static(context) and all(st > 0 for st in steps)
-
-
-def _check_mean(context) -> bool:
-    """Reductions over trailing axes (Linearize moves other axes last); no axis = all."""
-    call = context.annotated_expr["anchor"]
-    rank = len(call.args[0].ty.shape)
-    if call.attrs.axis is None:
-        return _all_static(context)
-    axes = sorted(int(a) % rank for a in call.attrs.axis)
-    return _all_static(context) and axes == list(range(rank - len(axes), rank))
-
-
-def _check_binary(context) -> bool:
-    """Any numpy broadcast between tensors and constants (the codegen expands by DMA)."""
-    call = context.annotated_expr["anchor"]
-    return _all_static(context) and all(getattr(a.ty, "dtype", None) == "float32"
-                                        for a in call.args)
-
-
-def _check_reduce_trailing(context) -> bool:
-    return _check_mean(context)
-
-
-def _gemm_patterns():
+def gemm_patterns(kind: str, make_anchor, check) -> list[FusionPattern]:
+    """``nm.<kind>[_bias][_residual][_relu]``: the anchor with every epilogue combination,
+    longest first (a longer match wins)."""
     out = []
-    anchors = {
-        "conv2d": (lambda: is_op("relax.nn.conv2d")(wildcard(), is_const()), _check_conv),
-        "matmul": (lambda: is_op("relax.matmul")(wildcard(), wildcard()), _check_matmul),
-    }
-    for kind, (make_anchor, check) in anchors.items():
-        for bias, residual, relu in sorted(product((True, False), repeat=3),
-                                           key=lambda t: -sum(t)):
-            anchor = make_anchor()
-            annotations = {"anchor": anchor}
-            pat = anchor
-            if bias:
-                annotations["bias"] = pat = is_op("relax.add")(pat, is_const())
-            if residual:
-                annotations["residual"] = pat = is_op("relax.add")(pat, wildcard())
-            if relu:
-                annotations["relu"] = pat = is_op("relax.nn.relu")(pat)
-            suffix = "".join(s for s, on in (("_bias", bias), ("_residual", residual),
-                                             ("_relu", relu)) if on)
-            out.append(FusionPattern(f"{CODEGEN}.{kind}{suffix}", pat, annotations, check))
+    for bias, residual, relu in sorted(product((True, False), repeat=3), key=lambda t: -sum(t)):
+        anchor = make_anchor()
+        annotations = {"anchor": anchor}
+        pat = anchor
+        if bias:
+            annotations["bias"] = pat = is_op("relax.add")(pat, is_const())
+        if residual:
+            annotations["residual"] = pat = is_op("relax.add")(pat, wildcard())
+        if relu:
+            annotations["relu"] = pat = is_op("relax.nn.relu")(pat)
+        suffix = "".join(s for s, on in (("_bias", bias), ("_residual", residual),
+                                         ("_relu", relu)) if on)
+        out.append(FusionPattern(f"{CODEGEN}.{kind}{suffix}", pat, annotations, check))
     return out
 
 
-def _pwl(inner):
+def pwl_pattern(inner):
+    """``nm.pwl_map(inner, table)`` with a constant table."""
     return is_call_dps_packed(PWL_FUNC, [inner, is_const()])
 
 
-def _simple(name, op, check, epilogues=False):
-    anchor = is_op(op)(*[wildcard() for _ in range(2 if op in _BINARY else 1)])
+def simple_patterns(name: str, op: str, check, arity: int = 1,
+                    epilogues: bool = False) -> list[FusionPattern]:
+    """``op`` over ``arity`` operands; with ``epilogues`` also followed by a ReLU
+    (``nm.<name>_relu``) or a PWL table (``nm.<name>_pwl``), which match first."""
+    anchor = is_op(op)(*[wildcard() for _ in range(arity)])
     pats = []
     if epilogues:
         pats.append(FusionPattern(f"{CODEGEN}.{name}_relu", is_op("relax.nn.relu")(anchor),
                                   {"anchor": anchor}, check))
-        pats.append(FusionPattern(f"{CODEGEN}.{name}_pwl", _pwl(anchor), {"anchor": anchor},
-                                  check))
+        pats.append(FusionPattern(f"{CODEGEN}.{name}_pwl", pwl_pattern(anchor),
+                                  {"anchor": anchor}, check))
     pats.append(FusionPattern(f"{CODEGEN}.{name}", anchor, {"anchor": anchor}, check))
     return pats
-
-
-_BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum")
-
-
-def pattern_table() -> list[FusionPattern]:
-    """All accelerator patterns, highest priority first."""
-    table = _gemm_patterns()
-    table += _simple("avg_pool2d", "relax.nn.avg_pool2d", _check_avg_pool)
-    table += _simple("max_pool2d", "relax.nn.max_pool2d", _check_max_pool)
-    table += _simple("mean", "relax.mean", _check_mean)
-    table += _simple("sum", "relax.sum", _check_reduce_trailing)
-    table += _simple("max", "relax.max", _check_reduce_trailing)
-    for op in _BINARY:
-        table += _simple(op.split(".")[1], op, _check_binary, epilogues=True)
-    table += _simple("relu", "relax.nn.relu", _all_static)
-    pwl = _pwl(wildcard())
-    table.append(FusionPattern(f"{CODEGEN}.pwl", pwl, {"anchor": pwl}, _all_static))
-    table += _simple("permute_dims", "relax.permute_dims", _all_static)
-    sliced = is_op("relax.strided_slice")(wildcard(), *[wildcard() for _ in range(4)])
-    table.append(FusionPattern(f"{CODEGEN}.strided_slice", sliced, {"anchor": sliced},
-                               _check_slice))
-    table += _simple("concat", "relax.concat", _all_static)
-    return table

@@ -147,3 +147,36 @@ def transpose_program(hw: HardwareConfig, layer_id: int, x_shape, axes) -> Accel
     out = layer.output(out_shape)
     _emit_staged_copies(layer, _view_copies(hw, x, [in_strides[a] for a in axes], out, out_shape))
     return layer.finish(out_shape, macs=0)
+
+
+def resample_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape,
+                     axis_maps) -> AcceleratorCall:
+    """Nearest-neighbour resampling as one DMA view: per axis, output index ``o`` reads input
+    index ``offset + (o // up) * down`` (``axis_maps``: one ``(up, down, offset)`` per axis;
+    ``up`` > 1 repeats each element, ``down`` > 1 skips). An integer upsample is a broadcast
+    view (source stride 0 over the repeats), a downsample a strided one: no arithmetic at all.
+    The repeats come first in the view so that each copy moves whole (rows, cols) planes."""
+    x_shape, out_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in out_shape)
+    if not len(axis_maps) == len(x_shape) == len(out_shape):
+        raise CodegenError(f"resample: {len(axis_maps)} axis maps for input {list(x_shape)} "
+                           f"and output {list(out_shape)}")
+    for dim, out, (up, down, offset) in zip(x_shape, out_shape, axis_maps):
+        if (up < 1 or down < 1 or out % up or not 0 <= offset
+                or offset + (out // up - 1) * down >= dim):
+            raise CodegenError(f"resample: axis map up={up} down={down} offset={offset} does "
+                               f"not take an axis of {dim} to {out}")
+    in_strides, out_strides = _dense_strides(x_shape), _dense_strides(out_shape)
+    repeats, quotients = [], []  # (size, source stride, destination stride) per view dim
+    base = 0
+    for (up, down, offset), dim, sin, sout in zip(axis_maps, out_shape, in_strides, out_strides):
+        base += offset * sin
+        if up > 1:
+            repeats.append((up, 0, sout))
+        quotients.append((dim // up, down * sin, up * sout))
+    view = repeats + quotients
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x + base * 4, [s for _, s, _ in view], out,
+                                            [n for n, _, _ in view], [d for _, _, d in view]))
+    return layer.finish(out_shape, macs=0)
