@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nm-installed
 SOURCES := pyproject.toml CMakeLists.txt target/isa_spec.json target/gen_isa_header.py \
-  $(wildcard target/csrc/*)
+  $(wildcard target/csrc/*) $(wildcard target/csrc/instr/*)
 
 .PHONY: demo test test-slow bench clean sanitize fuzz conformance ledger mutation
 

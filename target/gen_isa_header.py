@@ -21,6 +21,8 @@ spec name, each capitalized: ``n_regions`` -> ``NRegions``, ``LOAD_PWL`` -> ``Lo
   ``int64_t``;
 * ``OpcodeName(op)`` (nullptr when unknown), ``OpcodeQueue(op)`` (-1: LOOP_GEMM, which has no
   queue, or unknown), ``OpcodeEnd(op)`` (the opcode's ``kEnd``, -1 when unknown);
+* ``NM_ISA_FOR_EACH_QUEUED_OPCODE(X)``: ``X(Camel)`` per opcode with a queue (the simulator's
+  per-instruction rules, ``k<Camel>Rules`` in target/csrc/instr/, are listed from it);
 * statistics ``enum Stat`` with ``kStat<Camel>``, ``kStatCount``, and ``kStatNames``;
 * limits ``k<Camel>`` (``max_dim`` -> ``kMaxDim``).
 """
@@ -171,6 +173,10 @@ def generate(spec: dict) -> str:
            "-1", "The opcode's queue; -1 for an opcode without one (LOOP_GEMM) or unknown.")
     switch("OpcodeEnd", "int", {name: str(end) for name, end in ends.items()}, "-1",
            "One past the opcode's last operand word (its kEnd); -1 for an unknown opcode.")
+    queued = [camel(op["name"]) for op in spec["opcodes"] if op["queue"] is not None]
+    out.append("// X(Camel) for every opcode that runs on a queue (all but the LOOP_GEMM barrier):")
+    out.append("// the simulator defines rules k<Camel>Rules for each (target/csrc/instr/).")
+    out.append("#define NM_ISA_FOR_EACH_QUEUED_OPCODE(X) " + " ".join(f"X({c})" for c in queued))
     out.append("")
 
     stats = spec["stats"]

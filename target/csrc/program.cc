@@ -4,10 +4,11 @@
 #include <algorithm>
 #include <limits>
 
+#include "instr.h"
+
 namespace nm_accel {
 namespace {
 
-using i128 = __int128;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
 std::string Int128Str(i128 v) {
@@ -19,7 +20,8 @@ std::string Int128Str(i128 v) {
   throw SimError("program header: " + message);
 }
 
-// Rows row .. row+count-1 of an on-chip memory (count >= 1 checked by the caller).
+}  // namespace
+
 void CheckRows(const OpId& id, const MachineConfig& cfg, int64_t mem, const char* row_name,
                int64_t row, const char* count_name, int64_t count) {
   if (row < 0) Fail(id, Str(row_name, " ", row, " must be >= 0"));
@@ -30,7 +32,6 @@ void CheckRows(const OpId& id, const MachineConfig& cfg, int64_t mem, const char
   }
 }
 
-// Operand words past the opcode's last field must be 0 (catches encoder mistakes).
 void CheckUnusedZero(const OpId& id, const Instr& in, int first_unused) {
   for (int i = first_unused; i < isa::kInstrWords; ++i) {
     if (in[i] != 0) {
@@ -38,98 +39,6 @@ void CheckUnusedZero(const OpId& id, const Instr& in, int first_unused) {
     }
   }
 }
-
-void ValidateLoad(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::load;
-  const MachineConfig& cfg = prog.config();
-  CheckFlag(id, "dst_mem", in[f::kDstMem]);
-  CheckAtLeast(id, "rows", in[f::kRows], 1);
-  CheckInRange(id, "cols", in[f::kCols], 1, cfg.dim, "DIM");
-  CheckAtLeast(id, "pad_before", in[f::kPadBefore], 0);
-  CheckAtLeast(id, "pad_after", in[f::kPadAfter], 0);
-  const i128 pads = static_cast<i128>(in[f::kPadBefore]) + in[f::kPadAfter];
-  if (pads > in[f::kRows]) {
-    Fail(id, Str("pad_before ", in[f::kPadBefore], " + pad_after ", in[f::kPadAfter],
-                 " exceeds rows ", in[f::kRows]));
-  }
-  CheckRows(id, cfg, in[f::kDstMem], "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
-  CheckByteOperand(id, "row_stride", in[f::kRowStride]);
-  CheckByteOperand(id, "col_stride", in[f::kColStride]);
-  const int64_t data_rows = in[f::kRows] - static_cast<int64_t>(pads);
-  if (data_rows > 0) {
-    CheckDramAccess(id, prog, "reads",
-                    {in[f::kDramAddr], data_rows, in[f::kCols], in[f::kRowStride],
-                     in[f::kColStride]});
-  }
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-void ValidateStore(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::store;
-  const MachineConfig& cfg = prog.config();
-  CheckFlag(id, "src_mem", in[f::kSrcMem]);
-  CheckAtLeast(id, "rows", in[f::kRows], 1);
-  CheckInRange(id, "cols", in[f::kCols], 1, cfg.dim, "DIM");
-  CheckRows(id, cfg, in[f::kSrcMem], "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
-  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
-  CheckByteOperand(id, "row_stride", in[f::kRowStride]);
-  CheckByteOperand(id, "col_stride", in[f::kColStride]);
-  CheckDramAccess(id, prog, "writes",
-                  {in[f::kDramAddr], in[f::kRows], in[f::kCols], in[f::kRowStride],
-                   in[f::kColStride]});
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-void ValidateGemm(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::gemm;
-  const MachineConfig& cfg = prog.config();
-  CheckAtLeast(id, "m", in[f::kM], 1);
-  CheckInRange(id, "k", in[f::kK], 1, cfg.dim, "DIM");
-  CheckInRange(id, "n", in[f::kN], 1, cfg.dim, "DIM");
-  CheckFlag(id, "accumulate", in[f::kAccumulate]);
-  CheckRows(id, cfg, isa::kMemScratchpad, "a_row", in[f::kARow], "m", in[f::kM]);
-  CheckRows(id, cfg, isa::kMemScratchpad, "b_row", in[f::kBRow], "k", in[f::kK]);
-  CheckRows(id, cfg, isa::kMemAccumulator, "c_row", in[f::kCRow], "m", in[f::kM]);
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-void ValidateVec(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::vec;
-  const MachineConfig& cfg = prog.config();
-  CheckInRange(id, "op", in[f::kOp], isa::kVecOpFirst, isa::kVecOpLast);
-  CheckAtLeast(id, "rows", in[f::kRows], 1);
-  CheckFlag(id, "b_broadcast", in[f::kBBroadcast]);
-  CheckRows(id, cfg, isa::kMemAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckRows(id, cfg, isa::kMemAccumulator, "a_row", in[f::kARow], "rows", in[f::kRows]);
-  if (in[f::kBBroadcast]) {
-    CheckRows(id, cfg, isa::kMemAccumulator, "b_row", in[f::kBRow], "broadcast rows", 1);
-  } else {
-    CheckRows(id, cfg, isa::kMemAccumulator, "b_row", in[f::kBRow], "rows", in[f::kRows]);
-  }
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-void ValidatePwl(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::pwl;
-  const MachineConfig& cfg = prog.config();
-  CheckAtLeast(id, "rows", in[f::kRows], 1);
-  CheckRows(id, cfg, isa::kMemAccumulator, "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckRows(id, cfg, isa::kMemAccumulator, "src_row", in[f::kSrcRow], "rows", in[f::kRows]);
-  CheckTable(id, cfg, in[f::kTableBase], in[f::kNSegments]);
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-void ValidateLoadPwl(const OpId& id, const Instr& in, const Program& prog) {
-  namespace f = isa::load_pwl;
-  CheckTable(id, prog.config(), in[f::kTableBase], in[f::kNSegments]);
-  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
-  CheckDramAccess(id, prog, "reads",
-                  {in[f::kDramAddr], 1, 3 * in[f::kNSegments], 0, isa::kElemBytes});
-  CheckUnusedZero(id, in, f::kEnd);
-}
-
-}  // namespace
 
 void CheckInRange(const OpId& id, const char* name, int64_t v, int64_t lo, int64_t hi,
                   const char* hi_name) {
@@ -381,14 +290,10 @@ void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {
 
 void ValidateInstr(const OpId& id, const Instr& in, const Program& prog) {
   ValidateOpcodeAndMasks(id, in);
-  switch (in.op()) {
-    case isa::kOpLoad: ValidateLoad(id, in, prog); break;
-    case isa::kOpStore: ValidateStore(id, in, prog); break;
-    case isa::kOpGemm: ValidateGemm(id, in, prog); break;
-    case isa::kOpVec: ValidateVec(id, in, prog); break;
-    case isa::kOpPwl: ValidatePwl(id, in, prog); break;
-    case isa::kOpLoadPwl: ValidateLoadPwl(id, in, prog); break;
-    default: CheckUnusedZero(id, in, isa::loop_gemm::kEnd); break;  // rest: PlanLoopGemm
+  if (in.op() == isa::kOpLoopGemm) {
+    CheckUnusedZero(id, in, isa::loop_gemm::kEnd);  // the rest: PlanLoopGemm
+  } else {
+    RulesOf(in.op()).validate(id, in, prog);
   }
 }
 

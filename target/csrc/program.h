@@ -27,6 +27,8 @@ std::string Str(const Args&... args) {
   return os.str();
 }
 
+using i128 = __int128;  // overflow-free sums of operands
+
 struct MachineConfig {
   int64_t layer_id = 0;
   int64_t dim = 0;
@@ -122,6 +124,12 @@ struct DramAccess {
 int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
                         const DramAccess& access);
 
+// Caller-owned fp32 memory bound to one argument region (zero copy).
+struct DramBuffer {
+  float* data = nullptr;
+  int64_t bytes = 0;
+};
+
 // Operand checks shared by the instruction validators and LOOP_GEMM planning; each fails
 // with a message naming the operand.
 void CheckInRange(const OpId& id, const char* name, int64_t v, int64_t lo, int64_t hi,
@@ -130,12 +138,17 @@ void CheckAtLeast(const OpId& id, const char* name, int64_t v, int64_t lo);
 void CheckFlag(const OpId& id, const char* name, int64_t v);
 // DRAM byte addresses and strides: non-negative multiples of 4.
 void CheckByteOperand(const OpId& id, const char* name, int64_t v);
+// Rows row .. row+count-1 of an on-chip memory (count >= 1 checked by the caller).
+void CheckRows(const OpId& id, const MachineConfig& cfg, int64_t mem, const char* row_name,
+               int64_t row, const char* count_name, int64_t count);
+// Operand words past the opcode's last field must be 0 (catches encoder mistakes).
+void CheckUnusedZero(const OpId& id, const Instr& in, int first_unused);
 // PWL table entries table_base .. table_base+n_segments-1, 1 <= n_segments <= pwl_entries.
 void CheckTable(const OpId& id, const MachineConfig& cfg, int64_t table_base,
                 int64_t n_segments);
 
-// Static checks of one instruction or micro-op (opcode, masks, operand ranges, on-chip rows,
-// DRAM regions). LOOP_GEMM's own operands are checked by PlanLoopGemm.
+// Static checks of one instruction or micro-op (opcode, masks, then the instruction's own
+// rules: instr.h). LOOP_GEMM's own operands are checked by PlanLoopGemm.
 void ValidateInstr(const OpId& id, const Instr& in, const Program& prog);
 
 // Checks the opcode and the wait/signal masks of any instruction.

@@ -12,12 +12,6 @@ int64_t CheckedAdd(int64_t a, int64_t b, const char* what) {
   return out;
 }
 
-int64_t CeilLog2(int64_t n) {
-  int64_t bits = 0;
-  while ((int64_t{1} << bits) < n) ++bits;
-  return bits;
-}
-
 const char* RowName(int mem) {
   switch (mem) {
     case 0: return "scratchpad row";
@@ -26,14 +20,9 @@ const char* RowName(int mem) {
   }
 }
 
-// Rows a LOAD takes from DRAM (the padding rows are zeros made on chip).
-int64_t LoadDataRows(const Instr& in) {
-  return in[isa::load::kRows] - in[isa::load::kPadBefore] - in[isa::load::kPadAfter];
-}
-
 }  // namespace
 
-Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg) {
+Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg), counters_(stats_, cfg) {
   const int64_t sizes[kNumMemories] = {cfg.sp_rows, cfg.acc_rows, cfg.pwl_entries};
   for (int m = 0; m < kNumMemories; ++m) {
     RowLog& log = rows_[m];
@@ -44,39 +33,6 @@ Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg) {
     log.reader.assign(n, OpId{});
   }
   stats_[isa::kStatLayerId] = cfg.layer_id;
-}
-
-Scheduler::Timing Scheduler::Cost(const Instr& in, bool chained) const {
-  // A DMA streams its bytes at the DRAM bandwidth, and its data lands dram_latency later.
-  auto dma = [&](int64_t bytes) {
-    return Timing{bytes / cfg_.dram_bw + (bytes % cfg_.dram_bw != 0), cfg_.dram_latency};
-  };
-  auto compute = [](int64_t cycles) { return Timing{cycles, 0}; };
-  switch (in.op()) {
-    case isa::kOpLoad:
-      return dma(LoadDataRows(in) * in[isa::load::kCols] * isa::kElemBytes);
-    case isa::kOpStore:
-      return dma(in[isa::store::kRows] * in[isa::store::kCols] * isa::kElemBytes);
-    case isa::kOpLoadPwl:
-      return dma(3 * isa::kElemBytes * in[isa::load_pwl::kNSegments]);
-    case isa::kOpGemm: {
-      const int64_t m = in[isa::gemm::kM], k = in[isa::gemm::kK], dim = cfg_.dim;
-      const int64_t fill_drain = 2 * dim - 2;
-      if (cfg_.dataflow == isa::kDataflowOutputStationary) {  // ceil(m / DIM) passes of max(k, DIM)
-        const int64_t passes = (m + dim - 1) / dim;
-        return compute(passes * std::max(k, dim) + (chained ? 0 : fill_drain));
-      }
-      // Weight-stationary: preload k weight rows, stream m rows, fill and drain. Chained onto
-      // the previous GEMM, the preload ran in the shadow buffer while that GEMM streamed its
-      // m_prev rows and the fill / drain overlap it.
-      if (chained) return compute(m + std::max<int64_t>(0, k - last_gemm_m_));
-      return compute(k + m + fill_drain);
-    }
-    case isa::kOpVec:
-      return compute(in[isa::vec::kRows]);
-    default:  // PWL
-      return compute(in[isa::pwl::kRows] + CeilLog2(in[isa::pwl::kNSegments]));
-  }
 }
 
 int64_t Scheduler::Dispatch(int queue) {
@@ -112,47 +68,6 @@ int64_t Scheduler::PopTokens(const OpId& id, const Instr& in, int queue, int64_t
   return start;
 }
 
-std::vector<Scheduler::Span> Scheduler::Accesses(const Instr& in) const {
-  switch (in.op()) {
-    case isa::kOpLoad: {
-      namespace f = isa::load;
-      const Memory mem = in[f::kDstMem] == isa::kMemScratchpad ? kSp : kAcc;
-      return {{mem, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
-    }
-    case isa::kOpStore: {
-      namespace f = isa::store;
-      const Memory mem = in[f::kSrcMem] == isa::kMemScratchpad ? kSp : kAcc;
-      return {{mem, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false}};
-    }
-    case isa::kOpGemm: {
-      namespace f = isa::gemm;
-      std::vector<Span> spans = {
-          {kSp, in[f::kARow], in[f::kARow] + in[f::kM], false},
-          {kSp, in[f::kBRow], in[f::kBRow] + in[f::kK], false},
-          {kAcc, in[f::kCRow], in[f::kCRow] + in[f::kM], true}};
-      if (in[f::kAccumulate]) spans.push_back({kAcc, in[f::kCRow], in[f::kCRow] + in[f::kM], false});
-      return spans;
-    }
-    case isa::kOpVec: {
-      namespace f = isa::vec;
-      const int64_t b_rows = in[f::kBBroadcast] ? 1 : in[f::kRows];
-      return {{kAcc, in[f::kARow], in[f::kARow] + in[f::kRows], false},
-              {kAcc, in[f::kBRow], in[f::kBRow] + b_rows, false},
-              {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
-    }
-    case isa::kOpPwl: {
-      namespace f = isa::pwl;
-      return {{kAcc, in[f::kSrcRow], in[f::kSrcRow] + in[f::kRows], false},
-              {kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNSegments], false},
-              {kAcc, in[f::kDstRow], in[f::kDstRow] + in[f::kRows], true}};
-    }
-    default: {  // LOAD_PWL
-      namespace f = isa::load_pwl;
-      return {{kTable, in[f::kTableBase], in[f::kTableBase] + in[f::kNSegments], true}};
-    }
-  }
-}
-
 void Scheduler::CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const {
   auto race = [&](const Span& s, int64_t row, const OpId& other, const char* other_verb,
                   int64_t other_end) {
@@ -184,69 +99,6 @@ void Scheduler::RecordAccesses(const OpId& id, const std::vector<Span>& spans, i
   }
 }
 
-void Scheduler::Add(isa::Stat stat, int64_t value) {
-  stats_[stat] = CheckedAdd(stats_[stat], value, "a statistics counter");
-}
-
-void Scheduler::Count(const Instr& in) {
-  const int64_t dim = cfg_.dim;
-  const int64_t sp_elem = cfg_.sp_elem_bytes();
-  auto add_mem = [&](int64_t mem, bool write, int64_t elements) {
-    if (mem == isa::kMemScratchpad) {
-      Add(write ? isa::kStatSpWriteBytes : isa::kStatSpReadBytes, elements * sp_elem);
-    } else {
-      Add(write ? isa::kStatAccWriteBytes : isa::kStatAccReadBytes, elements * 4);
-    }
-  };
-  switch (in.op()) {
-    case isa::kOpLoad: {
-      namespace f = isa::load;
-      Add(isa::kStatNLoad, 1);
-      Add(isa::kStatDramReadBytes, LoadDataRows(in) * in[f::kCols] * isa::kElemBytes);
-      add_mem(in[f::kDstMem], true, in[f::kRows] * dim);  // whole rows, zeros included
-      break;
-    }
-    case isa::kOpStore: {
-      namespace f = isa::store;
-      Add(isa::kStatNStore, 1);
-      Add(isa::kStatDramWriteBytes, in[f::kRows] * in[f::kCols] * isa::kElemBytes);
-      add_mem(in[f::kSrcMem], false, in[f::kRows] * in[f::kCols]);
-      break;
-    }
-    case isa::kOpGemm: {
-      namespace f = isa::gemm;
-      const int64_t m = in[f::kM], k = in[f::kK], n = in[f::kN];
-      Add(isa::kStatNGemm, 1);
-      Add(isa::kStatMacs, m * k * n);
-      add_mem(isa::kMemScratchpad, false, m * k + k * n);
-      add_mem(isa::kMemAccumulator, true, m * n);
-      if (in[f::kAccumulate]) add_mem(isa::kMemAccumulator, false, m * n);
-      break;
-    }
-    case isa::kOpVec: {
-      namespace f = isa::vec;
-      const int64_t rows = in[f::kRows];
-      Add(isa::kStatNVec, 1);
-      Add(isa::kStatVecElements, rows * dim);
-      add_mem(isa::kMemAccumulator, false, (rows + (in[f::kBBroadcast] ? 1 : rows)) * dim);
-      add_mem(isa::kMemAccumulator, true, rows * dim);
-      break;
-    }
-    case isa::kOpPwl: {
-      const int64_t elements = in[isa::pwl::kRows] * dim;
-      Add(isa::kStatNPwl, 1);
-      Add(isa::kStatPwlElements, elements);
-      add_mem(isa::kMemAccumulator, false, elements);
-      add_mem(isa::kMemAccumulator, true, elements);
-      break;
-    }
-    default:  // LOAD_PWL
-      Add(isa::kStatNLoadPwl, 1);
-      Add(isa::kStatDramReadBytes, 3 * isa::kElemBytes * in[isa::load_pwl::kNSegments]);
-      break;
-  }
-}
-
 void Scheduler::Issue(const OpId& id, const Instr& in) {
   const int queue = QueueOf(in.op());
   const int64_t free = engine_free_[queue];
@@ -271,12 +123,14 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
         binding < 0 ? (slot >= dispatched ? isa::kStallCauseDma : isa::kStallCauseQueue)
         : binding > queue ? isa::kStallCauseFull
         : binding == isa::kQueueLoad ? isa::kStallCauseDma : isa::kStallCauseDep;
-    Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kStallCauseCount * queue + cause),
+    counters_.Add(static_cast<isa::Stat>(isa::kStatLoadStallDma + isa::kStallCauseCount * queue + cause),
         start - free);
   }
   queued_starts_[queue].push_back(start);
+  const InstrRules& rules = RulesOf(in.op());
   const bool is_gemm = in.op() == isa::kOpGemm;
-  const Timing cost = Cost(in, is_gemm && start == gemm_chain_end_);
+  const Timing cost =
+      rules.cost(in, CostContext{cfg_, is_gemm && start == gemm_chain_end_, last_gemm_m_});
   const int64_t engine_done = CheckedAdd(start, cost.busy, "the cycle count");
   const int64_t end = CheckedAdd(engine_done, cost.latency, "the cycle count");
   if (queue == isa::kQueueCompute) {
@@ -286,9 +140,8 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
 
   // A DMA load writes on chip as its data lands, after the latency; everything else touches
   // its rows from its start. (So back-to-back loads of one engine land in order, race-free.)
-  const bool lands_late = in.op() == isa::kOpLoad || in.op() == isa::kOpLoadPwl;
-  const std::vector<Span> spans = Accesses(in);
-  CheckRaces(id, spans, lands_late ? start + cost.latency : start);
+  const std::vector<Span> spans = rules.accesses(in);
+  CheckRaces(id, spans, rules.lands_late ? start + cost.latency : start);
   RecordAccesses(id, spans, end);
 
   engine_free_[queue] = engine_done;
@@ -297,16 +150,16 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
   for (int q = 0; q < isa::kQueueCount; ++q) {
     if (in.signal() & (int64_t{1} << q)) channels_[queue][q].push_back(end);
   }
-  Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost.busy);
+  counters_.Add(static_cast<isa::Stat>(isa::kStatLoadBusy + queue), cost.busy);
   stats_[isa::kStatCycles] = last_end_;
-  Count(in);
+  rules.count(in, counters_);
 }
 
 void Scheduler::BeginBarrier() {
   engine_free_.fill(last_end_);
   in_loop_ = true;
   std::swap(channels_, saved_channels_);  // the expansion starts with empty channels
-  Add(isa::kStatNLoopGemm, 1);
+  counters_.Add(isa::kStatNLoopGemm, 1);
 }
 
 void Scheduler::EndBarrier(const OpId& id) {

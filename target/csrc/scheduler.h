@@ -1,4 +1,5 @@
-// Timing model: three in-order engines, dependency-token FIFOs, race detection, statistics.
+// Timing model: three in-order engines, dependency-token FIFOs, race detection, statistics;
+// each instruction's own cost, accesses and counters come from its rules (instr.h).
 #ifndef NM_ACCEL_SCHEDULER_H_
 #define NM_ACCEL_SCHEDULER_H_
 
@@ -7,11 +8,9 @@
 #include <deque>
 #include <vector>
 
-#include "program.h"
+#include "instr.h"
 
 namespace nm_accel {
-
-using StatsRecord = std::array<int64_t, isa::kStatCount>;
 
 class Scheduler {
  public:
@@ -30,14 +29,6 @@ class Scheduler {
   const StatsRecord& stats() const { return stats_; }
 
  private:
-  // On-chip memories tracked for races.
-  enum Memory { kSp = 0, kAcc = 1, kTable = 2, kNumMemories = 3 };
-  // Rows [lo, hi) of a memory that an operation reads or writes.
-  struct Span {
-    Memory mem;
-    int64_t lo, hi;
-    bool write;
-  };
   // Per row: when the last writer and the latest-finishing reader complete, and who they are.
   struct RowLog {
     std::vector<int64_t> write_end, read_end;
@@ -45,24 +36,12 @@ class Scheduler {
   };
   using Channels = std::array<std::array<std::deque<int64_t>, isa::kQueueCount>, isa::kQueueCount>;
 
-  // Cycles an instruction occupies its engine, and the latency after that until its data has
-  // arrived (DMA only): the engine takes its next instruction after `busy`, while the data of
-  // the previous one is still in flight.
-  struct Timing {
-    int64_t busy;
-    int64_t latency;
-  };
-  // `chained`: a GEMM that starts the moment the previous compute op, also a GEMM, ended.
-  Timing Cost(const Instr& in, bool chained) const;
   // When the in-order dispatcher can hand the instruction to `queue`: not before the previous
   // instruction, and not while `queue` is full (its oldest entry has not started).
   int64_t Dispatch(int queue);
   int64_t PopTokens(const OpId& id, const Instr& in, int queue, int64_t start, int* binding);
-  std::vector<Span> Accesses(const Instr& in) const;
   void CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const;
   void RecordAccesses(const OpId& id, const std::vector<Span>& spans, int64_t end);
-  void Count(const Instr& in);
-  void Add(isa::Stat stat, int64_t value);
 
   const MachineConfig& cfg_;
   std::array<int64_t, isa::kQueueCount> engine_free_{};
@@ -79,6 +58,7 @@ class Scheduler {
   int64_t last_gemm_m_ = 0;      // rows streamed by that GEMM
   std::array<RowLog, kNumMemories> rows_;
   StatsRecord stats_{};
+  Counters counters_;  // adds to stats_
 };
 
 }  // namespace nm_accel
