@@ -542,7 +542,10 @@ def render_md(data: dict) -> str:
         kind = r.get("kind", "full")
         what = {"full": "", "rerun-survivors": " (re-check of the previous survivors)",
                 "sampled": f" (SAMPLED: {r.get('n')} of {r.get('population')}, seed "
-                           f"{r.get('seed')})"}[kind]
+                           f"{r.get('seed')}: " + ", ".join(
+                               f"{f} {100 * v['score']:.1f}% [{100 * v['interval95'][0]:.1f}, "
+                               f"{100 * v['interval95'][1]:.1f}]"
+                               for f, v in r.get("scores", {}).items()) + ")"}[kind]
         out.append(f"- {r['at']} {r['group']}: {r['mutants_run']} mutants in {r['wall_s']:.0f} s "
                    f"({r['mutants_per_minute']} / min){what}")
     notes = data.get("review", {})  # written by hand into mutation.json, kept across runs
