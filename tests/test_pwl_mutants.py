@@ -687,6 +687,60 @@ def test_steep_end_is_resolved():
     assert np.max(np.abs(line_eval(t, x) - f(x))) <= 1.01 * t.max_err
 
 
+def _steep(v):
+    """rsqrt-like pole just left of 1000: a steep end where fp32 inputs are 6e-5 apart."""
+    return 1.0 / np.sqrt(v - 1000.0 + 1e-6)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_segments_stop_at_the_fp32_resolution(mirrored):
+    """At a steep end far from 0 the placement wants segments narrower than fp32 can tell
+    apart: they stop at MIN_ULPS fp32 ulps (measured: narrowest 99 ulps; without the fp32 limit
+    breakpoints collapse onto each other), on either side of the range."""
+    f, lo, hi = (_steep, 1000.0, 1064.0) if not mirrored else (
+        lambda v: _steep(-v), -1064.0, -1000.0)
+    t = fit(f, lo, hi, 64)
+    edges = np.append(t.breakpoints[3:3 + 64], F32(hi)).astype(F64)
+    ulps = np.spacing(np.maximum(np.abs(edges[1:]), np.abs(edges[:-1])).astype(F32)).astype(F64)
+    gaps = np.diff(edges) / ulps
+    assert gaps.min() >= MIN_ULPS
+    assert gaps.min() < 2 * MIN_ULPS  # the steep end does use the resolution
+
+
+@pytest.mark.parametrize("name,segments", [("exp", 32), ("sigmoid", 16), ("rsqrt", 32),
+                                           ("exp_softmax", 16), ("gelu", 8)])
+def test_mirrored_function_gives_the_mirrored_table(name, segments):
+    """fit(f(-x), -hi, -lo) is fit(f, lo, hi) reflected: the same breakpoints negated, slopes
+    negated, intercepts equal, row for row (outer rows included): nothing treats the two ends
+    differently. Measured: identical bits except near 0 of symmetric ranges (4e-9 of the width
+    in breakpoints, 1e-7 relative in slopes, 3e-8 of the largest intercept, 2.4e-5 relative in
+    the errors)."""
+    f, _, lo, hi = FUNCTIONS[name]
+    a = fit(f, lo, hi, segments)
+    b = fit(lambda x: f(-x), -hi, -lo, segments)
+    assert b.segments == a.segments
+    # row k of a covers [bp_k, bp_k+1); its mirror, row n-1-k of b, covers [-bp_k+1, -bp_k)
+    np.testing.assert_allclose(b.breakpoints[1:], -a.breakpoints[1:][::-1], rtol=0,
+                               atol=1e-8 * (hi - lo))
+    np.testing.assert_allclose(b.slopes, -a.slopes[::-1], rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(b.intercepts, a.intercepts[::-1], rtol=0,
+                               atol=1e-7 * float(np.max(np.abs(a.intercepts))))
+    assert b.max_err == pytest.approx(a.max_err, rel=1e-4)
+    assert b.mean_abs_err == pytest.approx(a.mean_abs_err, rel=1e-4)
+
+
+def test_linear_and_constant_functions_are_exact():
+    """No curvature: every segment is the function itself (to fp32 rounding), whatever the
+    placement heuristics do with a zero error density."""
+    for f, tol in ((lambda x: 3.0 * x + 1.0, 1e-6), (lambda x: 0.0 * x + 2.0, 0.0)):
+        for kw in ({}, {"uniform": True}, {"samples": np.linspace(-2, 5, 100)}):
+            t = fit(f, -2.0, 5.0, 8, **kw)
+            x = np.linspace(-30.0, 40.0, 1401)
+            assert np.max(np.abs(line_eval(t, x) - f(x))) <= tol * 40
+            assert t.max_err <= tol * 5
+            assert np.all(np.diff(t.breakpoints[3:3 + 9].astype(F64)) > 0)
+
+
 # ------------------------------------------------------------------------ exact PL algebra
 def pl_eval(p: PL, x: float) -> float:
     """By the definition: interval i is [knot_i-1, knot_i), the last one from the last knot."""
