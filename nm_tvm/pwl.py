@@ -292,7 +292,8 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
     # the max on the grid and on a dense sampling of every segment (where the extremum of a
     # smooth f lies); the mean weighted by the sample density.
     dense = np.concatenate([x, _segment_points(edges).ravel()]).astype(np.float32)
-    dense = np.unique(dense[(dense >= lo) & (dense <= hi)])
+    inside = (dense.astype(np.float64) >= lo) & (dense.astype(np.float64) <= hi)  # not fp32 ends
+    dense = np.unique(dense[inside])
     with np.errstate(all="ignore"):
         err = np.abs(table(dense).astype(np.float64) - f(dense.astype(np.float64)))
     table.max_err = float(np.max(err))
