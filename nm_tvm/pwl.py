@@ -307,7 +307,9 @@ def _grid(f, lo: float, hi: float) -> np.ndarray:
     rsqrt(v + eps) at v = 0 is narrower than any uniform spacing), plus as many points again
     placed by the curvature density, so steep regions are resolved."""
     steps = (hi - lo) * np.geomspace(END_CLUSTER, 1.0, GRID // 4)
-    x = np.unique(np.concatenate([np.linspace(lo, hi, GRID), lo + steps, hi - steps]))
+    # clipped: lo + (hi - lo) can round past hi, where f may be undefined
+    x = np.unique(np.clip(np.concatenate([np.linspace(lo, hi, GRID), lo + steps, hi - steps]),
+                          lo, hi))
     with np.errstate(all="ignore"):
         extra = _place(x, _density(f, x, None), GRID - 1)
     return np.unique(np.concatenate([x, extra]))

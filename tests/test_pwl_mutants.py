@@ -898,3 +898,17 @@ def test_reported_error_stays_inside_a_range_with_non_fp32_ends():
     max_err, mean_err = measure(t, f, lo, hi)
     assert t.max_err == pytest.approx(max_err, rel=0.1)
     assert t.mean_abs_err == pytest.approx(mean_err, rel=0.1)
+
+
+@pytest.mark.parametrize("f,lo,hi", [(lambda x: np.sqrt(0.3 - x), -0.7, 0.3),
+                                     (lambda x: np.sqrt(x + 0.8), -0.8, 0.4)],
+                         ids=["sqrt-hi", "sqrt-lo"])
+def test_function_defined_on_exactly_the_range_is_accepted(f, lo, hi):
+    """f finite on [lo, hi] and undefined beyond: fitted, not rejected. In fp64
+    lo + (hi - lo) can exceed hi (-0.7 + 1.0 = 0.3 + 5.6e-17) and hi - (hi - lo) fall below lo
+    (0.4 - 1.2 < -0.8): the grid's end clusters stepped outside the range, where f is NaN, and
+    fit raised 'function is not finite'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = fit(f, lo, hi, 16)
+    assert np.isfinite(t.max_err) and np.isfinite(t.mean_abs_err)
