@@ -50,6 +50,11 @@ FUNCTIONS = {
     "rsqrt_from_zero": (rsqrt, lambda v: -0.5 * (v + 1e-5) ** -1.5, 0.0, 64.0),
     "reciprocal": (lambda x: 1.0 / x, lambda x: -1.0 / (x * x), 2.0 ** -10, 64.0),
     "softplus4": (softplus4, lambda x: 4.0 * special.expit(x), -8.0, 8.0),
+    # for the 'tame' test of the outer segments: far trends just beyond its limits
+    "softplus3_left": (lambda x: 3.0 * np.logaddexp(0.0, x), lambda x: 3.0 * special.expit(x),
+                       -8.0, -1.0),
+    "square": (lambda x: x * x, lambda x: 2.0 * x, 2.5, 3.5),
+    "saturating": (lambda x: 100.0 * (1.0 - np.exp(-x)), lambda x: 100.0 * np.exp(-x), 0.0, 1.0),
 }
 
 
@@ -276,6 +281,14 @@ OUTER_CASES = [
     ("softplus4", 16, "constant", "secant"),
     ("rsqrt", 32, None, "constant"),  # left of 2^-6: below the domain (v + 1e-5 < 0) in part
     ("reciprocal", 32, None, "constant"),  # left: across the pole
+    # 3 softplus ending at -1: end slope 0.8, far slopes ~3 > 2 * 0.8 + 1: not tame
+    ("softplus3_left", 8, "constant", "continue"),
+    # x^2 on [2.5, 3.5], right: the near-far secant (slope 11.5) is tame (<= 2 * 7 + 1), the
+    # far one (19) is not: both must be; left: tame, the far secant is the asymptote
+    ("square", 8, "secant", "continue"),
+    # 100 (1 - e^-x) on [0, 1]: left falls off steeply (untame); right: the far slope
+    # (0.45) below half the near one (8.2): a constant asymptote, although both exceed 0.5 / them
+    ("saturating", 8, "continue", "constant"),
 ]
 
 
@@ -622,13 +635,26 @@ def test_samples_outside_the_range_count_at_its_ends():
     """Calibration inputs beyond [lo, hi] are clipped to it: they weight the end segments."""
     f, _, lo, hi = FUNCTIONS["gelu"]
     rng = np.random.default_rng(2)
-    smp = np.concatenate([rng.uniform(lo, hi, 2000), np.full(3000, hi + 5.0)])
+    for beyond in (np.full(3000, hi + 5.0), np.full(3000, lo - 5.0)):
+        smp = np.concatenate([rng.uniform(lo, hi, 2000), beyond])
+        a = fit(f, lo, hi, 16, samples=smp)
+        b = fit(f, lo, hi, 16, samples=np.clip(smp, lo, hi))
+        np.testing.assert_array_equal(a.to_array(), b.to_array())
+        assert a.mean_abs_err == b.mean_abs_err
+        c = fit(f, lo, hi, 16, samples=smp[:2000])
+        assert not np.array_equal(a.to_array(), c.to_array())
+
+
+def test_fp32_samples_fit_like_their_fp64_values():
+    """Calibration probes are fp32 tensors: the same values given in fp64 fit the same table,
+    also on a range whose end is no fp32 value (samples beyond 2.9 clipped to 2.9, not to
+    fp32(2.9) > 2.9, outside the histogram)."""
+    f, lo, hi = gelu, -2.9, 2.9
+    smp = np.random.default_rng(5).normal(2.0, 1.5, 5000).astype(F32)
     a = fit(f, lo, hi, 16, samples=smp)
-    b = fit(f, lo, hi, 16, samples=np.clip(smp, lo, hi))
+    b = fit(f, lo, hi, 16, samples=smp.astype(F64))
     np.testing.assert_array_equal(a.to_array(), b.to_array())
-    assert a.mean_abs_err == b.mean_abs_err
-    c = fit(f, lo, hi, 16, samples=smp[:2000])
-    assert not np.array_equal(a.to_array(), c.to_array())
+    assert (a.max_err, a.mean_abs_err) == (b.max_err, b.mean_abs_err)
 
 
 def test_samples_move_breakpoints_toward_them():
@@ -706,6 +732,10 @@ def test_segments_stop_at_the_fp32_resolution(mirrored):
     gaps = np.diff(edges) / ulps
     assert gaps.min() >= MIN_ULPS
     assert gaps.min() < 2 * MIN_ULPS  # the steep end does use the resolution
+    # still a table of [lo, hi]: first inner row at lo, right outer rows from hi
+    assert t.breakpoints[3] == F32(lo) and t.breakpoints[-3] == F32(hi)
+    max_err, _ = measure(t, f, lo, hi)
+    assert max_err <= MARGIN * 469.5  # measured 469.5 (f is 1000 at the end), both sides
 
 
 @pytest.mark.parametrize("name,segments", [("exp", 32), ("sigmoid", 16), ("rsqrt", 32),
@@ -912,3 +942,20 @@ def test_function_defined_on_exactly_the_range_is_accepted(f, lo, hi):
         warnings.simplefilter("error")
         t = fit(f, lo, hi, 16)
     assert np.isfinite(t.max_err) and np.isfinite(t.mean_abs_err)
+
+
+def test_fitting_functions_with_a_domain_edge_emits_no_warnings():
+    """rsqrt / log / sqrt / 1/x tables (every LayerNorm, softmax, ... model) are fitted right at
+    their domain edge: the outer segments probe f beyond it (NaN there), quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for f, lo, hi in ((rsqrt, 0.0, 64.0), (rsqrt, 2.0 ** -6, 64.0), (np.log, 2.0 ** -10, 64.0),
+                          (np.sqrt, 0.0, 64.0), (lambda x: 1.0 / x, 2.0 ** -10, 64.0)):
+            fit(f, lo, hi, 16)
+
+
+def test_reported_error_is_measured_at_fp32_inputs():
+    """The unit sees fp32 inputs: x - 10000 near 10000 is exact there (slope 1, intercept
+    -10000, Sterbenz), although fp64 inputs lie up to half an fp32 ulp (4.9e-4) from them."""
+    t = fit(lambda x: x - 1e4, 1e4, 1e4 + 1.0, 4)
+    assert t.max_err == 0.0 and t.mean_abs_err == 0.0
