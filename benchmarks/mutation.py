@@ -10,8 +10,9 @@
 selected modules' mutants and reports the score with a 95% Wilson interval; it is recorded
 apart from the full runs (``sampled`` in the JSON, its own table in the markdown), never as a
 module's score. ``--rerun-survivors`` re-checks only the mutants that survived (or had no
-tests) in the last run in the staging folder and merges them into that run's results: valid
-while the module is unchanged and tests were only added or tightened (a kill stays a kill);
+tests) in the last run in the staging folder, plus every mutant of a function edited since, and
+merges them into that run's results: valid while tests were only added or tightened (a kill
+stays a kill);
 mutmut resets every result when the pool of test files changes, which is refused.
 
 Results merge into benchmarks/results/mutation.json (per module killed / survived / timeout /
@@ -245,9 +246,9 @@ def meta_of(wd: Path, package_path: str) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def all_mutants(wd: Path, files: list[str]) -> list[str]:
+def all_mutants(wd: Path, files: list[str], hashes: dict | None = None) -> list[str]:
     """Every mutant name of the staged files, as mutmut generates them (same function, no
-    coverage filter), without running anything."""
+    coverage filter), without running anything; ``hashes`` gets each file's function hashes."""
     sys.path.insert(0, str(wd))
     cwd = os.getcwd()
     os.chdir(wd)
@@ -259,6 +260,8 @@ def all_mutants(wd: Path, files: list[str]) -> list[str]:
             ppath = to_package_path(f)
             mutated = mutate_file_contents(ppath, (wd / ppath).read_text())
             names += [get_mutant_name(Path(ppath), n) for n in mutated.mutant_names]
+            if hashes is not None:
+                hashes[ppath] = dict(mutated.hash_by_function_name)
     finally:
         os.chdir(cwd)
         sys.path.remove(str(wd))
@@ -296,18 +299,29 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool,
         print(f"[{group}] sampled {len(chosen)} of {len(population)} mutants (seed {seed})",
               flush=True)
     elif rerun_survivors:
-        current = set(all_mutants(wd, files))
+        hashes: dict = {}
+        current = all_mutants(wd, files, hashes)
         names = []
         for f in files:
-            codes = meta_of(wd, to_package_path(f)).get("exit_code_by_key", {})
+            ppath = to_package_path(f)
+            meta = meta_of(wd, ppath)
+            codes = meta.get("exit_code_by_key", {})
             if not codes:
                 sys.exit(f"mutation: no previous run of {f} in {wd.relative_to(ROOT)}; "
                          "run it in full first")
-            names += [k for k, v in codes.items()
-                      if STATUS.get(v, "suspicious") in ("survived", "no_tests", "suspicious",
-                                                         "not_checked") and k in current]
-        names.sort(key=_natural)
-        print(f"[{group}] re-checking {len(names)} previous survivors", flush=True)
+            # functions edited since: mutmut resets their mutants, so they are checked anew
+            old = meta.get("hash_by_function_name", {})
+            changed = {fn for fn, h in hashes[ppath].items() if old.get(fn) != h}
+            prefix = ppath[:-3].replace("/", ".") + "."
+            for k in current:
+                if not k.startswith(prefix):
+                    continue
+                fn = k[len(prefix):].partition("__mutmut_")[0]
+                if (fn in changed or k not in codes or STATUS.get(codes[k], "suspicious") in (
+                        "survived", "no_tests", "suspicious", "not_checked")):
+                    names.append(k)
+        print(f"[{group}] re-checking {len(names)} mutants: previous survivors, unchecked ones "
+              "and those of functions edited since", flush=True)
     if resume:
         names = []
         for f in files:
