@@ -71,14 +71,16 @@ ledger: $(STAMP)
 
 # Mutation testing (mutmut 3) of nm_tvm/pwl.py, target/codegen/, passes/: score and survivors
 # into benchmarks/results/mutation.{json,md}; MUTATE=nm_tvm/pwl.py (files or folders) runs only
-# those and merges, RESUME=1 only mutants without a result. The editable install's finder
-# would shadow mutmut's mutants/ copy and passes/ is nm_tvm.passes only in the wheel layout, so
+# those and merges, RESUME=1 only mutants without a result, SAMPLE=300 SEED=1 a random sample
+# (score with a 95% interval, recorded as sampled), RERUN=1 only the last run's survivors.
+# The editable install's finder would shadow mutmut's mutants/ copy and passes/ is nm_tvm.passes only in the wheel layout, so
 # benchmarks/mutation.py stages a plain package layout per group in build/mutation/<group>/ and
 # runs mutmut there with PYTHONPATH=_site:mutants (_site/sitecustomize.py drops the finder).
 # Slow: pwl.py alone took 76 min on 2 cores (12.5 mutants/min).
 MUTATE ?=
 mutation: $(STAMP)
-	nice -n 10 $(PY) benchmarks/mutation.py $(if $(MUTATE),--mutate $(MUTATE)) $(if $(RESUME),--resume)
+	nice -n 10 $(PY) benchmarks/mutation.py $(if $(MUTATE),--mutate $(MUTATE)) $(if $(RESUME),--resume) \
+	  $(if $(SAMPLE),--sample $(SAMPLE) --seed $(or $(SEED),0)) $(if $(RERUN),--rerun-survivors)
 
 clean:
 	rm -rf build $(VENV)

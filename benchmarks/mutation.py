@@ -3,6 +3,17 @@
     python benchmarks/mutation.py                          # every group below
     python benchmarks/mutation.py --mutate nm_tvm/pwl.py   # one module (or a folder)
     python benchmarks/mutation.py --mutate passes/ --resume  # only mutants without a result yet
+    python benchmarks/mutation.py --mutate nm_tvm/pwl.py --sample 300 --seed 1
+    python benchmarks/mutation.py --mutate nm_tvm/pwl.py --rerun-survivors
+
+``--sample N --seed S`` checks a uniform random sample (without replacement) of N of the
+selected modules' mutants and reports the score with a 95% Wilson interval; it is recorded
+apart from the full runs (``sampled`` in the JSON, its own table in the markdown), never as a
+module's score. ``--rerun-survivors`` re-checks only the mutants that survived (or had no
+tests) in the last run in the staging folder, plus every mutant of a function edited since, and
+merges them into that run's results: valid while tests were only added or tightened (a kill
+stays a kill);
+mutmut resets every result when the pool of test files changes, which is refused.
 
 Results merge into benchmarks/results/mutation.json (per module killed / survived / timeout /
 no tests / not mutated, and every survivor as file:line plus the mutation's diff);
@@ -35,7 +46,9 @@ import filecmp
 import fnmatch
 import hashlib
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -233,7 +246,41 @@ def meta_of(wd: Path, package_path: str) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def run_group(group: str, files: list[str], max_children: int, resume: bool) -> dict:
+def all_mutants(wd: Path, files: list[str], hashes: dict | None = None) -> list[str]:
+    """Every mutant name of the staged files, as mutmut generates them (same function, no
+    coverage filter), without running anything; ``hashes`` gets each file's function hashes."""
+    sys.path.insert(0, str(wd))
+    cwd = os.getcwd()
+    os.chdir(wd)
+    try:
+        from mutmut.mutation.file_mutation import mutate_file_contents  # noqa: E402
+        from mutmut.utils.format_utils import get_mutant_name  # noqa: E402
+        names = []
+        for f in files:
+            ppath = to_package_path(f)
+            mutated = mutate_file_contents(ppath, (wd / ppath).read_text())
+            names += [get_mutant_name(Path(ppath), n) for n in mutated.mutant_names]
+            if hashes is not None:
+                hashes[ppath] = dict(mutated.hash_by_function_name)
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(wd))
+    return sorted(names, key=_natural)
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion k / n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def run_group(group: str, files: list[str], max_children: int, resume: bool,
+              sample: int | None = None, seed: int = 0, rerun_survivors: bool = False) -> dict:
     wd = stage(group, files, max_children)
     # Generate mutants first (names are needed to pick this module's ones), then run.
     env = env_for(wd)
@@ -243,6 +290,38 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool) -> 
         mod = to_package_path(f)[:-3].replace("/", ".")
         patterns.append(mod + ".*")
     names = patterns
+    chosen = None
+    if sample is not None:
+        population = all_mutants(wd, files)
+        chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))),
+                        key=_natural)
+        names = chosen
+        print(f"[{group}] sampled {len(chosen)} of {len(population)} mutants (seed {seed})",
+              flush=True)
+    elif rerun_survivors:
+        hashes: dict = {}
+        current = all_mutants(wd, files, hashes)
+        names = []
+        for f in files:
+            ppath = to_package_path(f)
+            meta = meta_of(wd, ppath)
+            codes = meta.get("exit_code_by_key", {})
+            if not codes:
+                sys.exit(f"mutation: no previous run of {f} in {wd.relative_to(ROOT)}; "
+                         "run it in full first")
+            # functions edited since: mutmut resets their mutants, so they are checked anew
+            old = meta.get("hash_by_function_name", {})
+            changed = {fn for fn, h in hashes[ppath].items() if old.get(fn) != h}
+            prefix = ppath[:-3].replace("/", ".") + "."
+            for k in current:
+                if not k.startswith(prefix):
+                    continue
+                fn = k[len(prefix):].partition("__mutmut_")[0]
+                if (fn in changed or k not in codes or STATUS.get(codes[k], "suspicious") in (
+                        "survived", "no_tests", "suspicious", "not_checked")):
+                    names.append(k)
+        print(f"[{group}] re-checking {len(names)} mutants: previous survivors, unchecked ones "
+              "and those of functions edited since", flush=True)
     if resume:
         names = []
         for f in files:
@@ -262,7 +341,16 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool) -> 
             sys.exit(f"mutation: mutmut failed ({proc.returncode}):\n{tail}")
     check_layout(wd, files)
     wall = time.time() - t0
-    return collect(group, wd, files, wall, env)
+    result = collect(group, wd, files, wall, env, only=chosen)
+    if chosen is not None:
+        result["sampled"] = {"n": len(chosen), "seed": seed, "population": len(population)}
+    if rerun_survivors:
+        result["rerun_survivors"] = len(names)
+        stale = {f: m["not_checked"] for f, m in result["modules"].items() if m["not_checked"]}
+        if stale:  # mutmut reset results (pool of tests or config changed): no full picture
+            sys.exit(f"mutation: after re-checking survivors some mutants have no result "
+                     f"({stale}); mutmut reset them (test pool changed?) -- run in full")
+    return result
 
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests",
@@ -299,7 +387,9 @@ def not_mutated(source: str) -> list[dict]:
     return rows
 
 
-def collect(group, wd, files, wall, env) -> dict:
+def collect(group, wd, files, wall, env, only=None) -> dict:
+    """Per-module counts and survivors from mutmut's meta files; ``only``: just these
+    mutants (a sampled run)."""
     sys.path.insert(0, str(wd))
     from mutmut.mutation.diff_apply import get_diff_for_mutant  # noqa: E402
     from mutmut.utils.format_utils import orig_function_and_class_names_from_key  # noqa: E402
@@ -317,6 +407,14 @@ def collect(group, wd, files, wall, env) -> dict:
             counts = {"killed": 0, "survived": 0, "timeout": 0, "no_tests": 0, "segfault": 0,
                       "not_checked": 0, "suspicious": 0}
             survivors = []
+            if only is not None:
+                prefix = ppath[:-3].replace("/", ".") + "."
+                picked = {k for k in only if k.startswith(prefix)}
+                missing = picked - set(codes)
+                if missing:
+                    sys.exit(f"mutation: sampled mutants unknown to mutmut: {sorted(missing)[:5]}")
+                codes = {k: v for k, v in codes.items() if k in picked}
+                durations = {k: v for k, v in durations.items() if k in picked}
             for key, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
                 status = STATUS.get(code, "suspicious")
                 counts[status] += 1
@@ -335,6 +433,9 @@ def collect(group, wd, files, wall, env) -> dict:
             modules[f] = {
                 **counts, "total": total,
                 "score": round(done / checked, 4) if checked else None,
+                # a full run is a census (no interval); a sample estimates the full score
+                **({"interval95": [round(b, 4) for b in wilson(done, checked)]}
+                   if only is not None else {}),
                 "not_mutated": not_mutated(source),
                 "survivors": survivors,
                 "mutant_seconds": round(sum(v for v in durations.values() if v), 1),
@@ -378,17 +479,30 @@ def merge(results: list[dict], json_path: Path, md_path: Path, started: float) -
     data.setdefault("runs", [])
     import mutmut
     for r in results:
+        sampled = r.get("sampled")
         for f, m in r["modules"].items():
             m["group"] = r["group"]
             m["tests_pool"] = r["tests"]
             m["measured"] = time.strftime("%Y-%m-%d %H:%M")
-            data["modules"][f] = m
+            if sampled:  # an estimate: kept apart, never a module's (full-run) score
+                m["sampled"] = sampled
+                data.setdefault("sampled", {})[f] = m
+            else:
+                data["modules"][f] = m
         n = sum(m["total"] - m["not_checked"] for m in r["modules"].values())
-        data["runs"].append({"group": r["group"], "modules": sorted(r["modules"]),
-                             "mutants_run": n, "wall_s": r["wall_s"],
-                             "mutants_per_minute": round(60 * n / r["wall_s"], 1)
-                             if r["wall_s"] else None,
-                             "at": time.strftime("%Y-%m-%d %H:%M")})
+        if r.get("rerun_survivors") is not None:
+            n = r["rerun_survivors"]
+        run = {"group": r["group"], "modules": sorted(r["modules"]),
+               "kind": "sampled" if sampled else
+               "rerun-survivors" if r.get("rerun_survivors") is not None else "full",
+               "mutants_run": n, "wall_s": r["wall_s"],
+               "mutants_per_minute": round(60 * n / r["wall_s"], 1) if r["wall_s"] else None,
+               "at": time.strftime("%Y-%m-%d %H:%M")}
+        if sampled:
+            run.update(sampled)
+            run["scores"] = {f: {"score": m["score"], "interval95": m["interval95"]}
+                             for f, m in r["modules"].items()}
+        data["runs"].append(run)
     data["runs"] = data["runs"][-30:]
     data["tool"] = f"mutmut {mutmut.__version__}"
     data["settings"] = {"pytest_args": PYTEST_ARGS, "timeout_multiplier": TIMEOUT_MULTIPLIER,
@@ -423,10 +537,31 @@ def render_md(data: dict) -> str:
     score = f"{100 * t['score']:.1f}%" if t["score"] is not None else "-"
     out.append(f"| **all** | {t['killed']} | {t['survived']} | {t['timeout']} | "
                f"{t['no_tests']} | {t['total']} | {score} | |")
+    if data.get("sampled"):
+        out += ["", "Sampled runs (`--sample N --seed S`: a uniform random sample of the module's "
+                "mutants, an estimate of the full score with its 95% Wilson interval; not the "
+                "full-run score above):", "",
+                "| module | sampled | seed | of | killed | survived | timeout | no tests | "
+                "score | 95% interval | measured |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        for f, m in sorted(data["sampled"].items()):
+            sm = m["sampled"]
+            lo, hi = m["interval95"]
+            score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "-"
+            out.append(f"| {f} | {sm['n']} | {sm['seed']} | {sm['population']} | {m['killed']} | "
+                       f"{m['survived']} | {m['timeout']} | {m['no_tests']} | {score} | "
+                       f"{100 * lo:.1f}-{100 * hi:.1f}% | {m['measured']} |")
     out += ["", "Runs (latest last):", ""]
     for r in data["runs"][-8:]:
+        kind = r.get("kind", "full")
+        what = {"full": "", "rerun-survivors": " (re-check of the previous survivors)",
+                "sampled": f" (SAMPLED: {r.get('n')} of {r.get('population')}, seed "
+                           f"{r.get('seed')}: " + ", ".join(
+                               f"{f} {100 * v['score']:.1f}% [{100 * v['interval95'][0]:.1f}, "
+                               f"{100 * v['interval95'][1]:.1f}]"
+                               for f, v in r.get("scores", {}).items()) + ")"}[kind]
         out.append(f"- {r['at']} {r['group']}: {r['mutants_run']} mutants in {r['wall_s']:.0f} s "
-                   f"({r['mutants_per_minute']} / min)")
+                   f"({r['mutants_per_minute']} / min){what}")
     notes = data.get("review", {})  # written by hand into mutation.json, kept across runs
     if notes:
         out += ["", "## Survivors reviewed", ""]
@@ -441,19 +576,33 @@ def main(argv=None) -> int:
                     help="repository files / folders (default: every group)")
     ap.add_argument("--resume", action="store_true",
                     help="only mutants without a result (after an interrupted run)")
+    ap.add_argument("--sample", type=int, metavar="N",
+                    help="check a uniform random sample of N mutants (score with a 95%% "
+                         "Wilson interval, recorded as a sampled run)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    ap.add_argument("--rerun-survivors", action="store_true",
+                    help="re-check only the previous run's survivors (tests added since)")
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--json", type=Path, default=RESULTS / "mutation.json")
     ap.add_argument("--md", type=Path, default=RESULTS / "mutation.md")
     args = ap.parse_args(argv)
+    if sum([args.sample is not None, args.rerun_survivors, args.resume]) > 1:
+        ap.error("--sample, --rerun-survivors and --resume exclude each other")
+    if args.sample is not None and args.sample < 1:
+        ap.error("--sample needs N >= 1")
     started = time.time()
     chosen = select([m for arg in args.mutate for m in arg.split()])
     results = []
     for group, files in chosen.items():
-        r = run_group(group, files, args.max_children, args.resume)
+        r = run_group(group, files, args.max_children, args.resume, args.sample, args.seed,
+                      args.rerun_survivors)
         results.append(r)
         merge([r], args.json, args.md, started)  # after each group, so a stop keeps results
         for f, m in r["modules"].items():
             s = f"{100 * m['score']:.1f}%" if m["score"] is not None else "-"
+            if "interval95" in m:
+                s += " (sampled; 95% interval {:.1f}-{:.1f}%)".format(
+                    *(100 * b for b in m["interval95"]))
             print(f"  {f}: {m['killed']} killed, {m['survived']} survived, {m['timeout']} timeout,"
                   f" {m['no_tests']} no tests / {m['total']} -> {s}", flush=True)
     print(f"mutation: {time.time() - started:.0f} s; results in {args.json.relative_to(ROOT)}")

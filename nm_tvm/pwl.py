@@ -292,7 +292,8 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
     # the max on the grid and on a dense sampling of every segment (where the extremum of a
     # smooth f lies); the mean weighted by the sample density.
     dense = np.concatenate([x, _segment_points(edges).ravel()]).astype(np.float32)
-    dense = np.unique(dense[(dense >= lo) & (dense <= hi)])
+    inside = (dense.astype(np.float64) >= lo) & (dense.astype(np.float64) <= hi)  # not fp32 ends
+    dense = np.unique(dense[inside])
     with np.errstate(all="ignore"):
         err = np.abs(table(dense).astype(np.float64) - f(dense.astype(np.float64)))
     table.max_err = float(np.max(err))
@@ -306,7 +307,9 @@ def _grid(f, lo: float, hi: float) -> np.ndarray:
     rsqrt(v + eps) at v = 0 is narrower than any uniform spacing), plus as many points again
     placed by the curvature density, so steep regions are resolved."""
     steps = (hi - lo) * np.geomspace(END_CLUSTER, 1.0, GRID // 4)
-    x = np.unique(np.concatenate([np.linspace(lo, hi, GRID), lo + steps, hi - steps]))
+    # clipped: lo + (hi - lo) can round past hi, where f may be undefined
+    x = np.unique(np.clip(np.concatenate([np.linspace(lo, hi, GRID), lo + steps, hi - steps]),
+                          lo, hi))
     with np.errstate(all="ignore"):
         extra = _place(x, _density(f, x, None), GRID - 1)
     return np.unique(np.concatenate([x, extra]))
