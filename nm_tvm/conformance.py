@@ -2,8 +2,8 @@
 
 Every case of ``onnx.backend.test.case.node.collect_testcases()`` gets exactly one status:
 
-* ``unsupported`` -- with a reason: an operator outside ``nm_tvm.support.SUPPORTED_OPS``, a
-  non-float32 input or output, a dynamic input shape, or the compiler rejecting the case's
+* ``unsupported`` -- with a reason: an operator outside ``nm_tvm.support.SUPPORTED_OPS``, an
+  input other than float32 / int32 / int64 or a non-float32 output, a dynamic input shape, or the compiler rejecting the case's
   attributes (``NotGemmOnlyError`` / ``CodegenError`` / ``ModelLoadError``);
 * ``passed`` -- it compiled for the target (strict: GEMM-only) and every output of every data
   set matched the expected output: exact cases within ``rtol * max|expected| + atol``;
@@ -141,10 +141,11 @@ def _precheck(case) -> str | None:
 
 
 def _postcheck(model, feeds: dict, outputs) -> str | None:
-    """After constant operands are frozen: run-time tensors must be float32 and static."""
+    """After constant operands are frozen: run-time inputs float32 or integer (int32 / int64,
+    as DRAM holds them), outputs float32, shapes static."""
     for name, value in feeds.items():
-        if value.dtype != np.float32:
-            return f"non-float32 input '{name}' ({value.dtype})"
+        if value.dtype not in (np.float32, np.int32, np.int64):
+            return f"input '{name}' is {value.dtype} (DRAM holds float32, int32, int64)"
     for value in outputs:
         if _as_tensor(value).dtype != np.float32:
             return f"non-float32 output ({_as_tensor(value).dtype})"

@@ -24,7 +24,9 @@ class ImportedModel:
     onnx_model: onnx.ModelProto | None = None
 
 
-_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32"}
+# Graph input types the accelerator's DRAM holds (integer tensors: token ids, masks, counts).
+_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64",
+                onnx.TensorProto.INT32: "int32"}
 
 
 def load_onnx(model) -> onnx.ModelProto:
@@ -130,7 +132,8 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         if ttype.elem_type not in _ONNX_DTYPES:
             raise ModelLoadError(
                 f"input '{inp.name}' has ONNX element type "
-                f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; only FLOAT inputs are supported")
+                f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; supported input types are FLOAT, "
+                "INT64 and INT32")
         dtypes[inp.name] = _ONNX_DTYPES[ttype.elem_type]
         if inp.name in input_shapes:
             shapes[inp.name] = tuple(int(v) for v in input_shapes.pop(inp.name))

@@ -95,6 +95,10 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                                "repeat or stride of the input (integer up/down scales, any "
                                "coordinate mode and nearest_mode): one DMA view; constant "
                                "scales / sizes", constant_inputs=(1, 2, 3)),
+    "Gather": OpSupport(EXACT, "constant table (an embedding), int32 / int64 indices, any "
+                               "axis, negative indices from the end: one GATHER (indexed row "
+                               "DMA) per block", constant_inputs=(0,)),
+    "Cast": OpSupport(EXACT, "int32 / int64 to FLOAT: converted by the LOAD DMA"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",

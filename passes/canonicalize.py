@@ -5,7 +5,8 @@ as pairwise binary ops and padded average pooling as a depthwise convolution; de
 else TVM decomposes for inference, folds constants (so transposed weights become plain
 constants), folds per-channel scale/shift into the GEMM anchors, turns what is left of a
 division by a constant tensor into a multiply by its reciprocal, PRelu with a slope over
-several axes (imported as a select) into ReLU arithmetic, and drops dead bindings.
+several axes (imported as a select) into ReLU arithmetic, Gather's negative-index arithmetic
+into ``take(mode="wrap")``, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from ._rewrite import rewrite_functions
 from .decompose_rms_norm import DecomposeRMSNorm
+from .fold_index_wrap import FoldIndexWrap
 from .fold_scale_shift import FoldScaleShift
 from .padded_avg_pool import PaddedAvgPoolAsConv
 from .pairwise_variadic import PairwiseVariadicOps
@@ -82,6 +84,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             relax.transform.FoldConstant(),
             DivideByConstantAsMultiply(),
             SelectPReluAsRelu(),
+            FoldIndexWrap(),
             relax.transform.DeadCodeElimination(),
         ],
         name="nm.Canonicalize",

@@ -52,6 +52,8 @@ Queue = _int_enum("Queue", SPEC["enums"]["Queue"])
 Mem = _int_enum("Mem", SPEC["enums"]["Mem"])
 VecOp = _int_enum("VecOp", SPEC["enums"]["VecOp"])
 RegionKind = _int_enum("RegionKind", SPEC["enums"]["RegionKind"])
+ElemType = _int_enum("ElemType", SPEC["enums"]["ElemType"])
+ELEM_TYPE_BYTES = {ElemType.float32: 4, ElemType.int32: 4, ElemType.int64: 8}
 
 # Queue of each opcode; LOOP_GEMM has none (a barrier whose micro-ops use every queue).
 QUEUE_OF = {Op[op["name"]]: Queue[op["queue"]] for op in SPEC["opcodes"] if op["queue"]}
@@ -91,10 +93,12 @@ class Region:
     base: int
     size: int
     kind: RegionKind
+    dtype: ElemType = ElemType.float32  # integer regions: LOAD converts, GATHER reads indices
 
     def words(self) -> list[int]:
         """The region record's ``REGION_WORDS`` words (reserved words 0)."""
-        values = {"base": int(self.base), "size": int(self.size), "kind": int(self.kind)}
+        values = {"base": int(self.base), "size": int(self.size), "kind": int(self.kind),
+                  "dtype": int(self.dtype)}
         rec = [values.get(name, 0) for name in REGION_FIELDS]
         return rec + [0] * (REGION_WORDS - len(rec))
 
@@ -207,17 +211,20 @@ class Program:
             raise ValueError(f"program has {len(p)} words but the header announces "
                              f"{n_regions} regions and {n_instr} instructions")
         regions = []
-        base, size, kind = (REGION_INDEX[n] for n in ("base", "size", "kind"))
+        base, size, kind, dtype = (REGION_INDEX[n] for n in ("base", "size", "kind", "dtype"))
         for i in range(n_regions):
             rec = words[HEADER_WORDS + i * REGION_WORDS: HEADER_WORDS + (i + 1) * REGION_WORDS]
-            if any(rec[j] for j, n in enumerate(REGION_FIELDS) if n == "reserved") or \
-                    any(rec[len(REGION_FIELDS):]):
+            if any(rec[len(REGION_FIELDS):]):
                 raise ValueError(f"region {i}: reserved word must be 0")
             try:
                 region_kind = RegionKind(rec[kind])
             except ValueError:
                 raise ValueError(f"region {i}: unknown kind {rec[kind]}") from None
-            regions.append(Region(rec[base], rec[size], region_kind))
+            try:
+                region_dtype = ElemType(rec[dtype])
+            except ValueError:
+                raise ValueError(f"region {i}: unknown element type {rec[dtype]}") from None
+            regions.append(Region(rec[base], rec[size], region_kind, region_dtype))
         off = HEADER_WORDS + REGION_WORDS * n_regions
         instrs = []
         for i in range(n_instr):
@@ -239,10 +246,11 @@ class ProgramBuilder:
         self.instrs: list[list[int]] = []  # encoded records (Instruction.words())
         self._next_base = 0
 
-    def region(self, size_bytes: int, kind: RegionKind = RegionKind.ARGUMENT) -> int:
+    def region(self, size_bytes: int, kind: RegionKind = RegionKind.ARGUMENT,
+               dtype: ElemType = ElemType.float32) -> int:
         """Reserve a DRAM region (64-byte aligned) and return its base address."""
         base = self._next_base
-        self.regions.append(Region(base, int(size_bytes), kind))
+        self.regions.append(Region(base, int(size_bytes), kind, dtype))
         self._next_base = base + (int(size_bytes) + 63) // 64 * 64
         return base
 
@@ -276,7 +284,8 @@ def disassemble(program: np.ndarray) -> str:
     lines = [f"; layer {h['layer_id']}  DIM={h['dim']} sp_rows={h['sp_rows']} "
              f"acc_rows={h['acc_rows']}"]
     for i, r in enumerate(prog.regions):
-        lines.append(f"; region {i}: base={r.base} size={r.size} {r.kind.name.lower()}")
+        typed = "" if r.dtype == ElemType.float32 else f" {r.dtype.name}"
+        lines.append(f"; region {i}: base={r.base} size={r.size} {r.kind.name.lower()}{typed}")
     for i, ins in enumerate(prog.instructions):
         args = " ".join(f"{n}={v}" for n, v in ins.operands.items())
         deps = f" wait={ins.wait:03b} signal={ins.signal:03b}" if ins.wait or ins.signal else ""

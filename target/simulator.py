@@ -90,7 +90,7 @@ def run_program(program: np.ndarray, args: list[np.ndarray]) -> list[np.ndarray]
     """Run ``program`` with one array per argument region (for tests and tools).
 
     ``args`` are copied, dtype and shape unchanged, into CPU tensors (so the simulator's own
-    checks apply: fp32, exact region size); returns every region tensor, outputs included,
+    checks apply: the region's element type, exact region size); returns every region tensor, outputs included,
     after the run.
     """
     import tvm

@@ -144,12 +144,24 @@ def test_non_contiguous_input_is_accepted(compiled_mlp):
     np.testing.assert_allclose(compiled_mlp.run({"x": x})[0], expect, rtol=1e-5, atol=1e-6)
 
 
-def test_non_float_model_input_is_a_load_error():
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "int",
+def test_unsupported_input_type_is_a_load_error():
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "half",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    with pytest.raises(ModelLoadError, match="element type FLOAT16; supported input types are "
+                                             "FLOAT, INT64 and INT32"):
+        nm_tvm.compile(proto)
+
+
+def test_integer_arithmetic_is_named_as_host_compute():
+    """Integer inputs load; arithmetic on integers is not accelerator work (only Gather
+    indices and Cast to float are), so strict mode names the node."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="int_relu")], "int",
                               [helper.make_tensor_value_info("x", TensorProto.INT32, [4])],
                               [helper.make_tensor_value_info("y", TensorProto.INT32, [4])])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    with pytest.raises(ModelLoadError, match="INT32"):
+    with pytest.raises(NotGemmOnlyError, match="relax.nn.relu \\(node 'int_relu'\\)"):
         nm_tvm.compile(proto)
 
 

@@ -25,7 +25,7 @@ from nm_tvm.target.hardware import HardwareConfig
 from .composite import (Composite, axes_of, channel_bias, const_value, epilogue_table,
                         is_const_expr, is_pwl_call, operand, shape_of)
 from .patterns import (CODEGEN, all_static, epilogue_operands_fit, gemm_patterns, pwl_pattern,
-                       simple_patterns)
+                       simple_patterns, static_tensor)
 
 Lowering = Callable[[Composite, HardwareConfig, int], cg.AcceleratorCall]
 
@@ -334,3 +334,39 @@ def _lower_resize2d(comp, hw, layer_id):
     if maps is None:
         raise cg.CodegenError(f"{comp.name}: Resize is not a nearest integer repeat or stride")
     return cg.resample_program(hw, layer_id, shape_of(a.args[0]), shape_of(a), maps)
+
+
+# ------------------------------------------------------------------ integer tensors
+INDEX_DTYPES = ("int32", "int64")
+
+
+def _check_gather(context) -> bool:
+    """``take`` of a constant float32 table along one axis by an int32 / int64 index tensor
+    (on axis 0 an embedding lookup), wrapping negative indices (mode "wrap", or "fast" where
+    the importer promises them in range)."""
+    take = context.annotated_expr["anchor"]
+    table, index = take.args
+    return (static_tensor(table) and static_tensor(index, INDEX_DTYPES) and static_tensor(take)
+            and take.attrs.axis is not None and str(take.attrs.mode) in ("wrap", "fast"))
+
+
+@accelerator_op("gather", "relax.take", _check_gather,
+                pattern=is_op("relax.take")(is_const(), wildcard()))
+def _lower_gather(comp, hw, layer_id):
+    a = comp.anchor
+    table, index = a.args
+    return cg.gather_program(hw, layer_id, const_value(table), shape_of(index),
+                             str(index.ty.dtype), int(a.attrs.axis))
+
+
+def _check_cast(context) -> bool:
+    """An int32 / int64 tensor to float32 (the other casts stay on the host, named)."""
+    cast = context.annotated_expr["anchor"]
+    return static_tensor(cast.args[0], INDEX_DTYPES) and static_tensor(cast)
+
+
+@accelerator_op("cast", "relax.astype", _check_cast,
+                pattern=is_op("relax.astype")(wildcard()))
+def _lower_cast(comp, hw, layer_id):
+    x = comp.anchor.args[0]
+    return cg.cast_program(hw, layer_id, shape_of(x), str(x.ty.dtype))

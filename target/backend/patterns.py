@@ -4,7 +4,9 @@ what one accelerator layer may hold, and the ``FusionPattern`` shapes its entrie
 A GEMM anchor (conv2d, matmul) absorbs a constant bias, a residual tensor and a ReLU, so the
 whole chain runs as one LOOP_GEMM with the bias and residual initialising the accumulator and
 ReLU as its PWL epilogue; other operators may be followed by a ReLU or a PWL table. Every
-pattern's tensors are float32 of static shape, and no intermediate escapes the chain.
+pattern's tensors are float32 of static shape (integer index / cast inputs are the
+exceptions their operators check with ``static_tensor``), and no intermediate escapes the
+chain.
 """
 from __future__ import annotations
 
@@ -19,14 +21,19 @@ from nm_tvm.extern_funcs import PWL_FUNC
 CODEGEN = "nm"
 
 
-def _static_f32(expr) -> bool:
-    """A float32 tensor of static, non-empty shape (an empty tensor has no DRAM region)."""
+def static_tensor(expr, dtypes=("float32",)) -> bool:
+    """A tensor of one of ``dtypes`` and static, non-empty shape (an empty tensor has no DRAM
+    region)."""
     ty = expr.ty
     shape = getattr(ty, "shape", None)
-    if getattr(ty, "dtype", None) != "float32" or shape is None:
+    if getattr(ty, "dtype", None) not in dtypes or shape is None:
         return False
     dims = [getattr(d, "value", None) for d in shape]
     return all(isinstance(d, int) and d > 0 for d in dims)
+
+
+def _static_f32(expr) -> bool:
+    return static_tensor(expr)
 
 
 def all_static(context) -> bool:

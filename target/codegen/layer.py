@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hardware import HardwareConfig
-from ..isa import ELEM_BYTES, ProgramBuilder, RegionKind
+from ..isa import ELEM_BYTES, ElemType, ProgramBuilder, RegionKind
 
 
 class CodegenError(ValueError):
@@ -39,11 +39,11 @@ class _Layer:
         self.operands: list = []
         self._has_output = False
 
-    def input(self, operand, nbytes: int) -> int:
+    def input(self, operand, nbytes: int, dtype: ElemType = ElemType.float32) -> int:
         if self._has_output:
             raise CodegenError("internal: input region declared after the output region")
         self.operands.append(operand)
-        return self.b.region(nbytes, RegionKind.ARGUMENT)
+        return self.b.region(nbytes, RegionKind.ARGUMENT, dtype)
 
     def const(self, value: np.ndarray) -> int:
         value = np.ascontiguousarray(value, dtype=np.float32)

@@ -1,6 +1,7 @@
 """DMA data movement: double-buffered LOAD/STORE staging through the scratchpad, strided views
-of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose). The GEMM
-and vector layers stage their im2col gathers, broadcasts and padding with the same helpers."""
+of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose,
+resampling, integer-to-float casts, embedding lookups by GATHER). The GEMM and vector layers
+stage their im2col gathers, broadcasts and padding with the same helpers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,14 +10,17 @@ from itertools import product
 import numpy as np
 
 from ..hardware import HardwareConfig
-from ..isa import Mem, Op, Queue, bit
+from ..isa import ELEM_TYPE_BYTES, ElemType, Mem, Op, Queue, bit
 from .layer import AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes, _split
 
 
 # ----------------------------------------------------------------- DMA staging (load -> store)
 @dataclass
 class Copy:
-    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes)."""
+    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes). With
+    ``index`` set, the block's rows are table rows picked by ``rows`` integer indices read
+    from that address (GATHER; ``src`` is the table's first column, ``src_row_stride`` its
+    row pitch, ``table_rows`` its length); otherwise a strided LOAD."""
 
     src: int
     src_row_stride: int
@@ -26,42 +30,55 @@ class Copy:
     dst_col_stride: int
     rows: int
     cols: int
+    index: int | None = None
+    table_rows: int = 0
 
 
-def staging_rows(hw: HardwareConfig) -> int:
-    """Rows per staging buffer (two buffers alternate so loads overlap stores)."""
-    return hw.sp_rows // 2
+def staging_rows(hw: HardwareConfig, mem: Mem = Mem.SCRATCHPAD) -> int:
+    """Rows per staging buffer in ``mem`` (two buffers alternate so loads overlap stores)."""
+    return (hw.sp_rows if mem == Mem.SCRATCHPAD else hw.acc_rows) // 2
 
 
-def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False) -> bool:
-    """Double-buffered LOAD/STORE pairs; tokens: load->store 'ready', store->load 'free'.
+def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False,
+                        mem: Mem = Mem.SCRATCHPAD) -> bool:
+    """Double-buffered LOAD/STORE pairs through ``mem``; tokens: load->store 'ready',
+    store->load 'free'. Staged through the fp32 accumulator a copy is exact on every target
+    (a bf16 scratchpad rounds what enters it).
 
     Stores signal the load queue only for buffers a later copy reuses, so no token is left
     over; with ``handoff`` the last store also signals, and the caller's next load must wait
     for it (DRAM written here and read next is then ordered in time too). Returns whether a
     hand-off token is pending.
     """
-    half = staging_rows(layer.hw)
+    half = staging_rows(layer.hw, mem)
     n = len(copies)
     for j, cp in enumerate(copies):
         if cp.rows > half or cp.cols > layer.hw.dim:
             raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
         row = (j % 2) * half
         frees = j + 2 < n or (handoff and j == n - 1)
-        layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if j >= 2 else 0, signal=bit(Queue.STORE),
-                     dst_mem=Mem.SCRATCHPAD, dst_row=row, dram_addr=cp.src, rows=cp.rows,
-                     cols=cp.cols, row_stride=cp.src_row_stride, col_stride=cp.src_col_stride)
+        tokens = {"wait": bit(Queue.STORE) if j >= 2 else 0, "signal": bit(Queue.STORE)}
+        if cp.index is None:
+            layer.b.emit(Op.LOAD, **tokens, dst_mem=mem, dst_row=row, dram_addr=cp.src,
+                         rows=cp.rows, cols=cp.cols, row_stride=cp.src_row_stride,
+                         col_stride=cp.src_col_stride)
+        else:
+            layer.b.emit(Op.GATHER, **tokens, dst_mem=mem, dst_row=row,
+                         table_addr=cp.src, table_rows=cp.table_rows,
+                         row_stride=cp.src_row_stride, index_addr=cp.index, rows=cp.rows,
+                         cols=cp.cols)
         layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD) if frees else 0,
-                     src_mem=Mem.SCRATCHPAD, src_row=row, dram_addr=cp.dst, rows=cp.rows,
+                     src_mem=mem, src_row=row, dram_addr=cp.dst, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
     return handoff and n > 0
 
 
 def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
-                 dst_strides=None) -> list[Copy]:
+                 dst_strides=None, src_elem: int = 4, mem: Mem = Mem.SCRATCHPAD) -> list[Copy]:
     """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
-    element strides ``src_strides`` (one per output dim; 0 broadcasts): transposes, broadcasts,
-    slices and concatenation are all such views."""
+    element strides ``src_strides`` (one per output dim; 0 broadcasts; source elements of
+    ``src_elem`` bytes; blocks sized for staging in ``mem``): transposes, broadcasts, slices
+    and concatenation are all such views."""
     out_shape = tuple(out_shape) if len(out_shape) else (1,)
     src_strides = list(src_strides) if len(src_strides) else [0]
     dst_strides = list(dst_strides) if dst_strides is not None else _dense_strides(out_shape)
@@ -73,10 +90,11 @@ def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
     for idx in np.ndindex(*out_shape[:-2]):
         src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
         dst0 = sum(i * st for i, st in zip(idx, dst_strides[:-2]))
-        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw, mem)), _split(0, c2, hw.dim)):
             copies.append(Copy(
-                src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * 4,
-                src_row_stride=src_strides[-2] * 4, src_col_stride=src_strides[-1] * 4,
+                src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * src_elem,
+                src_row_stride=src_strides[-2] * src_elem,
+                src_col_stride=src_strides[-1] * src_elem,
                 dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
                 dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
                 rows=r1 - r0, cols=c1 - c0))
@@ -180,3 +198,62 @@ def resample_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape,
     _emit_staged_copies(layer, _view_copies(hw, x + base * 4, [s for _, s, _ in view], out,
                                             [n for n, _, _ in view], [d for _, _, d in view]))
     return layer.finish(out_shape, macs=0)
+
+
+def cast_program(hw: HardwareConfig, layer_id: int, shape, src_dtype: str) -> AcceleratorCall:
+    """An int32 / int64 tensor to float32 (ONNX Cast): a dense copy whose LOADs read an
+    integer region and convert each element to the nearest fp32 on the way, staged through
+    the fp32 accumulator (a bf16 scratchpad would round integers above 256)."""
+    shape = tuple(int(v) for v in shape)
+    etype = _elem_type(src_dtype)
+    elem = ELEM_TYPE_BYTES[etype]
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), int(np.prod(shape, dtype=np.int64)) * elem, etype)
+    out = layer.output(shape)
+    acc = Mem.ACCUMULATOR
+    _emit_staged_copies(layer, _view_copies(hw, x, _dense_strides(shape), out, shape,
+                                            src_elem=elem, mem=acc), mem=acc)
+    return layer.finish(shape, macs=0)
+
+
+def gather_program(hw: HardwareConfig, layer_id: int, table: np.ndarray, index_shape,
+                   index_dtype: str, axis: int = 0) -> AcceleratorCall:
+    """``take(table, indices, axis)`` for a constant table (ONNX Gather; on axis 0 an embedding
+    lookup). The table is read as ``[outer, n, inner]`` around ``axis``: per outer slab and
+    block of up to half the accumulator's rows and DIM columns, one GATHER picks the rows
+    named by the indices and one STORE writes them densely; staged through the fp32
+    accumulator, the lookup is exact on every target. Negative indices count from the end,
+    out-of-range ones stop the run (the simulator names them)."""
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    if table.ndim < 1:
+        raise CodegenError("gather: the table is a scalar")
+    axis %= table.ndim
+    n_rows = table.shape[axis]
+    if n_rows < 1:
+        raise CodegenError(f"gather: table of shape {list(table.shape)} has no rows on axis {axis}")
+    index_shape = tuple(int(v) for v in index_shape)
+    outer = int(np.prod(table.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(table.shape[axis + 1:], dtype=np.int64))
+    n = int(np.prod(index_shape, dtype=np.int64))
+    out_shape = tuple(table.shape[:axis]) + index_shape + tuple(table.shape[axis + 1:])
+    etype = _elem_type(index_dtype)
+    elem = ELEM_TYPE_BYTES[etype]
+    layer = _Layer(hw, layer_id)
+    idx = layer.input(Param(0), n * elem, etype)
+    tab = layer.const(table)
+    out = layer.output(out_shape)
+    copies = [Copy(src=tab + (o * n_rows * inner + c0) * 4, src_row_stride=inner * 4,
+                   src_col_stride=4, dst=out + ((o * n + r0) * inner + c0) * 4,
+                   dst_row_stride=inner * 4, dst_col_stride=4, rows=r1 - r0, cols=c1 - c0,
+                   index=idx + r0 * elem, table_rows=n_rows)
+              for o in range(outer) for r0, r1 in _split(0, n, staging_rows(hw, Mem.ACCUMULATOR))
+              for c0, c1 in _split(0, inner, hw.dim)]
+    _emit_staged_copies(layer, copies, mem=Mem.ACCUMULATOR)
+    return layer.finish(out_shape, macs=0)
+
+
+def _elem_type(dtype: str) -> ElemType:
+    try:
+        return ElemType[str(dtype)]
+    except KeyError:
+        raise CodegenError(f"DRAM holds float32, int32 or int64 tensors, not {dtype}") from None

@@ -5,6 +5,7 @@
 #include "executor.h"
 
 #include <cstdlib>
+#include <cstring>
 
 namespace nm_accel {
 
@@ -19,10 +20,16 @@ void CheckArguments(const Program& prog, const std::vector<DramBuffer>& args) {
     const Region& r = prog.regions()[i];
     if (r.kind != isa::kRegionKindArgument) continue;
     const DramBuffer& buf = args[next];
+    if (buf.dtype != r.dtype) {
+      throw SimError(Str("tensor ", next, " (call argument ", next + 1, ") is ",
+                         ElemTypeName(buf.dtype), " but is bound to region ", i, " of ",
+                         ElemTypeName(r.dtype), " elements"));
+    }
     if (buf.bytes != r.size) {
       throw SimError(Str("tensor ", next, " (call argument ", next + 1, ") has ", buf.bytes,
                          " bytes but is bound to region ", i, " of ", r.size, " bytes (",
-                         r.size / isa::kElemBytes, " fp32 elements)"));
+                         r.size / ElemBytesOf(r.dtype), " ", ElemTypeName(r.dtype),
+                         " elements)"));
     }
     ++next;
   }
@@ -34,11 +41,11 @@ MachineState::MachineState(const Program& prog, const std::vector<DramBuffer>& a
   for (size_t i = 0; i < prog.regions().size(); ++i) {
     const Region& r = prog.regions()[i];
     if (r.kind == isa::kRegionKindArgument) {
-      region_data_.push_back(args[next_arg++].data);
+      region_data_.push_back(static_cast<char*>(args[next_arg++].data));
       continue;
     }
     // calloc: zero pages come lazily, and an absurd size fails cleanly instead of aborting.
-    float* data = static_cast<float*>(std::calloc(static_cast<size_t>(r.size), 1));
+    char* data = static_cast<char*>(std::calloc(static_cast<size_t>(r.size), 1));
     if (data == nullptr) {
       throw SimError(Str("cannot allocate scratch region ", i, " of ", r.size, " bytes"));
     }
@@ -52,10 +59,44 @@ MachineState::MachineState(const Program& prog, const std::vector<DramBuffer>& a
   intercept.assign(static_cast<size_t>(cfg_.pwl_entries), 0.0f);
 }
 
-float* MachineState::Dram(int64_t addr) {
+const char* MachineState::Bytes(int64_t addr) const {
   const int64_t region = prog_.RegionAt(addr);  // validated: always found
-  const Region& r = prog_.regions()[region];
-  return region_data_[region] + (addr - r.base) / isa::kElemBytes;
+  return region_data_[region] + (addr - prog_.regions()[region].base);
+}
+
+float* MachineState::Dram(int64_t addr) {
+  return reinterpret_cast<float*>(const_cast<char*>(Bytes(addr)));
+}
+
+int64_t MachineState::DtypeAt(int64_t addr) const {
+  return prog_.regions()[prog_.RegionAt(addr)].dtype;
+}
+
+int64_t MachineState::ReadInt(int64_t addr) const {
+  const char* p = Bytes(addr);
+  switch (DtypeAt(addr)) {
+    case isa::kElemTypeInt64: {
+      int64_t v;
+      std::memcpy(&v, p, sizeof(v));
+      return v;
+    }
+    case isa::kElemTypeInt32: {
+      int32_t v;
+      std::memcpy(&v, p, sizeof(v));
+      return v;
+    }
+    default:
+      throw SimError("internal error: integer read of a float32 DRAM region");
+  }
+}
+
+float MachineState::ReadAsFloat(int64_t addr) const {
+  if (DtypeAt(addr) == isa::kElemTypeFloat32) {
+    float v;
+    std::memcpy(&v, Bytes(addr), sizeof(v));
+    return v;
+  }
+  return static_cast<float>(ReadInt(addr));  // round to nearest (even), as ONNX Cast does
 }
 
 float* MachineState::Row(int64_t mem, int64_t row) {

@@ -80,10 +80,27 @@ const void* CheckTensor(const ffi::PackedArgs& args, int pos, DLDataType want,
   return data;
 }
 
+// DLPack types of the DRAM element types (enum ElemType order).
+const DLDataType kDramDLTypes[isa::kElemTypeCount] = {
+    {kDLFloat, 32, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}};
+
+// The element type of the tensor at call position `pos`: int32 / int64 tensors bind to integer
+// regions, anything else is checked as float32 (and refused with its dtype named).
+int64_t DramDType(const ffi::PackedArgs& args, int pos) {
+  std::optional<ffi::TensorView> view = args[pos].try_cast<ffi::TensorView>();
+  if (!view.has_value()) return isa::kElemTypeFloat32;  // CheckTensor names the bad argument
+  const DLDataType dt = view->dtype();
+  for (int64_t t = isa::kElemTypeFirst; t <= isa::kElemTypeLast; ++t) {
+    const DLDataType& want = kDramDLTypes[t];
+    if (dt.code == want.code && dt.bits == want.bits && dt.lanes == want.lanes) return t;
+  }
+  return isa::kElemTypeFloat32;
+}
+
 void Run(ffi::PackedArgs args, ffi::Any* /*ret*/) {
   if (args.size() < 1) {
-    TVM_FFI_THROW(ValueError) << "nm_accel.run: expects the program tensor, then one fp32 tensor "
-                                 "per argument region";
+    TVM_FFI_THROW(ValueError) << "nm_accel.run: expects the program tensor, then one tensor (float32, "
+                                 "int32 or int64) per argument region";
   }
   int64_t n_words = 0;
   const auto* words = static_cast<const int64_t*>(
@@ -91,9 +108,9 @@ void Run(ffi::PackedArgs args, ffi::Any* /*ret*/) {
   std::vector<DramBuffer> buffers;
   for (int pos = 1; pos < args.size(); ++pos) {
     int64_t numel = 0;
-    const void* data = CheckTensor(args, pos, DLDataType{kDLFloat, 32, 1}, "float32", &numel);
-    buffers.push_back({const_cast<float*>(static_cast<const float*>(data)),
-                       numel * isa::kElemBytes});
+    const int64_t dtype = DramDType(args, pos);
+    const void* data = CheckTensor(args, pos, kDramDLTypes[dtype], ElemTypeName(dtype), &numel);
+    buffers.push_back({const_cast<void*>(data), numel * ElemBytesOf(dtype), dtype});
   }
   StatsRecord stats;
   try {

@@ -39,6 +39,7 @@ struct Timing {
 // What an instruction's cost may depend on besides its operands.
 struct CostContext {
   const MachineConfig& cfg;
+  const Program& prog;  // its regions' element types set DMA byte counts
   bool chained;         // a GEMM starting the moment the previous compute op, a GEMM, ended
   int64_t prev_gemm_m;  // rows that previous GEMM streamed
 };
@@ -46,16 +47,17 @@ struct CostContext {
 // Overflow-checked statistics counters of one run.
 class Counters {
  public:
-  Counters(StatsRecord& stats, const MachineConfig& cfg) : stats_(stats), cfg_(cfg) {}
+  Counters(StatsRecord& stats, const Program& prog) : stats_(stats), prog_(prog) {}
   void Add(isa::Stat stat, int64_t value);
   // On-chip traffic: `elements` read or written in `mem` (scratchpad elements are the operand
   // dtype's size, accumulator elements fp32).
   void Mem(int64_t mem, bool write, int64_t elements);
-  const MachineConfig& cfg() const { return cfg_; }
+  const MachineConfig& cfg() const { return prog_.config(); }
+  const Program& prog() const { return prog_; }
 
  private:
   StatsRecord& stats_;
-  const MachineConfig& cfg_;
+  const Program& prog_;
 };
 
 // The memories an instruction executes against: DRAM regions, scratchpad, accumulator and the
@@ -67,8 +69,14 @@ class MachineState {
   MachineState(const Program& prog, const std::vector<DramBuffer>& args);
 
   const MachineConfig& cfg() const { return cfg_; }
-  // The fp32 element at a validated DRAM byte address.
+  // The fp32 element at a validated DRAM byte address (of a float32 region).
   float* Dram(int64_t addr);
+  // An element of any type at a validated DRAM byte address, converted: integers exactly as
+  // int64, then (ReadAsFloat) to the nearest fp32, as a cast does.
+  int64_t ReadInt(int64_t addr) const;
+  float ReadAsFloat(int64_t addr) const;
+  // The element type (enum ElemType) of the region holding validated address `addr`.
+  int64_t DtypeAt(int64_t addr) const;
   float* Row(int64_t mem, int64_t row);
 
   std::vector<float> breakpoint, slope, intercept;
@@ -76,12 +84,13 @@ class MachineState {
 
  private:
   struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(char* p) const { std::free(p); }
   };
+  const char* Bytes(int64_t addr) const;
   const Program& prog_;
   const MachineConfig& cfg_;
-  std::vector<float*> region_data_;  // per region, in region order
-  std::vector<std::unique_ptr<float, FreeDeleter>> scratch_;
+  std::vector<char*> region_data_;  // per region, in region order
+  std::vector<std::unique_ptr<char, FreeDeleter>> scratch_;
   std::vector<float> sp_, acc_;
 };
 

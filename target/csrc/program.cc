@@ -183,19 +183,22 @@ void Program::DecodeRegions() {
   regions_.reserve(static_cast<size_t>(n_regions));
   for (int64_t i = 0; i < n_regions; ++i) {
     const int64_t* r = words_ + isa::kHeaderWords + i * isa::kRegionWords;
-    Region reg{r[isa::kRegBase], r[isa::kRegSize], r[isa::kRegKind]};
+    Region reg{r[isa::kRegBase], r[isa::kRegSize], r[isa::kRegKind], r[isa::kRegDtype]};
     const std::string name = Str("region ", i, ": ");
     if (reg.base < 0 || reg.base % isa::kElemBytes != 0) {
       throw SimError(name + Str("base ", reg.base, " must be a non-negative multiple of 4"));
     }
-    if (reg.size <= 0 || reg.size % isa::kElemBytes != 0) {
-      throw SimError(name + Str("size ", reg.size, " must be a positive multiple of 4"));
+    if (reg.dtype < isa::kElemTypeFirst || reg.dtype > isa::kElemTypeLast) {
+      throw SimError(name + Str("dtype ", reg.dtype, " must be 0 (float32), 1 (int32) or 2 "
+                                "(int64)"));
+    }
+    const int64_t elem = ElemBytesOf(reg.dtype);
+    if (reg.size <= 0 || reg.size % elem != 0) {
+      throw SimError(name + Str("size ", reg.size, " must be a positive multiple of ", elem,
+                                " (", ElemTypeName(reg.dtype), " elements)"));
     }
     if (reg.kind != isa::kRegionKindArgument && reg.kind != isa::kRegionKindScratch) {
       throw SimError(name + Str("kind ", reg.kind, " must be 0 (argument) or 1 (scratch)"));
-    }
-    if (r[isa::kRegReserved] != 0) {
-      throw SimError(name + Str("reserved word is ", r[isa::kRegReserved], " but must be 0"));
     }
     if (static_cast<i128>(reg.base) + reg.size > dram_bytes) {
       throw SimError(name + Str("[", reg.base, ", ", Int128Str(static_cast<i128>(reg.base) +
@@ -246,23 +249,52 @@ int64_t Program::RegionContaining(int64_t lo, int64_t hi) const {
   return (idx >= 0 && hi <= regions_[idx].end()) ? idx : -1;
 }
 
+int64_t ElemBytesOf(int64_t elem_type) { return elem_type == isa::kElemTypeInt64 ? 8 : 4; }
+
+const char* ElemTypeName(int64_t elem_type) {
+  switch (elem_type) {
+    case isa::kElemTypeInt32:
+      return "int32";
+    case isa::kElemTypeInt64:
+      return "int64";
+    default:
+      return "float32";
+  }
+}
+
 int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
-                        const DramAccess& a) {
+                        const DramAccess& a, bool integer_ok) {
+  const int64_t at = prog.RegionAt(a.addr);
+  const int64_t elem = at >= 0 ? ElemBytesOf(prog.regions()[at].dtype) : isa::kElemBytes;
   // Strides are non-negative, so the first and last elements bound the access.
   const i128 lo = a.addr;
   const i128 hi = lo + static_cast<i128>(a.rows - 1) * a.row_stride +
-                  static_cast<i128>(a.cols - 1) * a.col_stride + isa::kElemBytes;
+                  static_cast<i128>(a.cols - 1) * a.col_stride + elem;
   const int64_t region = hi <= kInt64Max ? prog.RegionContaining(a.addr, static_cast<int64_t>(hi))
                                          : -1;
-  if (region >= 0) return region;
-  const int64_t at = prog.RegionAt(a.addr);
-  const std::string where =
-      at >= 0 ? Str("region ", at, " is [", prog.regions()[at].base, ", ",
-                    prog.regions()[at].end(), ")")
-              : Str("no region contains address ", a.addr);
-  Fail(id, Str(what, " DRAM bytes [", a.addr, ", ", Int128Str(hi), ") (", a.rows, " x ", a.cols,
-               " elements, strides ", a.row_stride, "/", a.col_stride,
-               ") which are not inside one region (", where, ")"));
+  if (region < 0) {
+    const std::string where =
+        at >= 0 ? Str("region ", at, " is [", prog.regions()[at].base, ", ",
+                      prog.regions()[at].end(), ")")
+                : Str("no region contains address ", a.addr);
+    Fail(id, Str(what, " DRAM bytes [", a.addr, ", ", Int128Str(hi), ") (", a.rows, " x ",
+                 a.cols, " elements, strides ", a.row_stride, "/", a.col_stride,
+                 ") which are not inside one region (", where, ")"));
+  }
+  const Region& r = prog.regions()[region];
+  if (r.dtype != isa::kElemTypeFloat32) {
+    if (!integer_ok) {
+      Fail(id, Str(what, " DRAM region ", region, ", which holds ", ElemTypeName(r.dtype),
+                   " elements; only LOAD (converting to fp32) and GATHER (indices) read "
+                   "integer regions"));
+    }
+    if ((a.addr - r.base) % elem != 0 || a.row_stride % elem != 0 || a.col_stride % elem != 0) {
+      Fail(id, Str(what, " ", ElemTypeName(r.dtype), " region ", region, " at byte offset ",
+                   a.addr - r.base, " with strides ", a.row_stride, "/", a.col_stride,
+                   ": not multiples of its ", elem, "-byte elements"));
+    }
+  }
+  return region;
 }
 
 void ValidateOpcodeAndMasks(const OpId& id, const Instr& in) {

@@ -52,6 +52,7 @@ struct Region {
   int64_t base = 0;
   int64_t size = 0;
   int64_t kind = isa::kRegionKindArgument;
+  int64_t dtype = isa::kElemTypeFloat32;  // enum ElemType: what the region's elements are
   int64_t end() const { return base + size; }
 };
 
@@ -119,15 +120,22 @@ struct DramAccess {
   int64_t col_stride = 0;
 };
 
-// Checks alignment and that every byte of the access lies in one region (overflow-safe);
-// `what` names the access in the message. Returns the region index. rows, cols >= 1.
-int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
-                        const DramAccess& access);
+// Bytes of one DRAM element of type `elem_type` (enum ElemType).
+int64_t ElemBytesOf(int64_t elem_type);
+const char* ElemTypeName(int64_t elem_type);
 
-// Caller-owned fp32 memory bound to one argument region (zero copy).
+// Checks that every byte of the access lies in one region (overflow-safe), on element
+// boundaries of that region's type; `what` names the access in the message. Only accesses
+// with `integer_ok` may touch an integer region (LOAD converts, GATHER reads indices).
+// Returns the region index. rows, cols >= 1.
+int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
+                        const DramAccess& access, bool integer_ok = false);
+
+// Caller-owned memory bound to one argument region (zero copy), of the region's type.
 struct DramBuffer {
-  float* data = nullptr;
+  void* data = nullptr;
   int64_t bytes = 0;
+  int64_t dtype = isa::kElemTypeFloat32;
 };
 
 // Operand checks shared by the instruction validators and LOOP_GEMM planning; each fails

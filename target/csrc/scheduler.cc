@@ -22,8 +22,9 @@ const char* RowName(int mem) {
 
 }  // namespace
 
-Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg), counters_(stats_, cfg) {
-  const int64_t sizes[kNumMemories] = {cfg.sp_rows, cfg.acc_rows, cfg.pwl_entries};
+Scheduler::Scheduler(const Program& prog)
+    : prog_(prog), cfg_(prog.config()), counters_(stats_, prog) {
+  const int64_t sizes[kNumMemories] = {cfg_.sp_rows, cfg_.acc_rows, cfg_.pwl_entries};
   for (int m = 0; m < kNumMemories; ++m) {
     RowLog& log = rows_[m];
     const size_t n = static_cast<size_t>(sizes[m]);
@@ -32,7 +33,7 @@ Scheduler::Scheduler(const MachineConfig& cfg) : cfg_(cfg), counters_(stats_, cf
     log.writer.assign(n, OpId{});
     log.reader.assign(n, OpId{});
   }
-  stats_[isa::kStatLayerId] = cfg.layer_id;
+  stats_[isa::kStatLayerId] = cfg_.layer_id;
 }
 
 int64_t Scheduler::Dispatch(int queue) {
@@ -130,7 +131,7 @@ void Scheduler::Issue(const OpId& id, const Instr& in) {
   const InstrRules& rules = RulesOf(in.op());
   const bool is_gemm = in.op() == isa::kOpGemm;
   const Timing cost =
-      rules.cost(in, CostContext{cfg_, is_gemm && start == gemm_chain_end_, last_gemm_m_});
+      rules.cost(in, CostContext{cfg_, prog_, is_gemm && start == gemm_chain_end_, last_gemm_m_});
   const int64_t engine_done = CheckedAdd(start, cost.busy, "the cycle count");
   const int64_t end = CheckedAdd(engine_done, cost.latency, "the cycle count");
   if (queue == isa::kQueueCompute) {

@@ -14,7 +14,7 @@ namespace nm_accel {
 
 class Scheduler {
  public:
-  explicit Scheduler(const MachineConfig& cfg);
+  explicit Scheduler(const Program& prog);
 
   // Times one validated instruction or micro-op: pops its tokens, checks its on-chip accesses
   // against unfinished ones, pushes its tokens and counts it. Throws SimError on a deadlock or
@@ -43,6 +43,7 @@ class Scheduler {
   void CheckRaces(const OpId& id, const std::vector<Span>& spans, int64_t start) const;
   void RecordAccesses(const OpId& id, const std::vector<Span>& spans, int64_t end);
 
+  const Program& prog_;
   const MachineConfig& cfg_;
   std::array<int64_t, isa::kQueueCount> engine_free_{};
   int64_t dispatched_ = 0;  // when the dispatcher handed out the latest instruction

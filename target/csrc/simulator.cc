@@ -31,7 +31,7 @@ void ForEachOp(const Program& prog, const OpFn& on_op, const BarrierFn& on_barri
 
 // Pass 1: static checks, timing, tokens and races; touches no memory.
 StatsRecord Schedule(const Program& prog) {
-  Scheduler scheduler(prog.config());
+  Scheduler scheduler(prog);
   ForEachOp(
       prog,
       [&](const OpId& id, const Instr& in) {

@@ -1,6 +1,7 @@
 // LOAD: a 2-D strided DMA from DRAM into scratchpad or accumulator rows, with zero padding
 // rows before / after the data and zero columns cols..DIM-1; into a bf16 scratchpad each
-// element is rounded to nearest even (docs/ISA.md, "LOAD").
+// element is rounded to nearest even; from an int32 / int64 region each element is converted
+// to the nearest fp32 on the way, as ONNX Cast does (docs/ISA.md, "LOAD").
 #include <algorithm>
 
 #include "../instr.h"
@@ -11,6 +12,14 @@ namespace f = isa::load;
 
 // Rows taken from DRAM (the padding rows are zeros made on chip).
 int64_t DataRows(const Instr& in) { return in[f::kRows] - in[f::kPadBefore] - in[f::kPadAfter]; }
+
+// DRAM bytes read: the data rows' elements, of the source region's type.
+int64_t DramBytes(const Instr& in, const Program& prog) {
+  const int64_t data_rows = DataRows(in);
+  if (data_rows <= 0) return 0;
+  const int64_t elem = ElemBytesOf(prog.regions()[prog.RegionAt(in[f::kDramAddr])].dtype);
+  return data_rows * in[f::kCols] * elem;
+}
 
 void Validate(const OpId& id, const Instr& in, const Program& prog) {
   const MachineConfig& cfg = prog.config();
@@ -32,13 +41,14 @@ void Validate(const OpId& id, const Instr& in, const Program& prog) {
   if (data_rows > 0) {
     CheckDramAccess(id, prog, "reads",
                     {in[f::kDramAddr], data_rows, in[f::kCols], in[f::kRowStride],
-                     in[f::kColStride]});
+                     in[f::kColStride]},
+                    /*integer_ok=*/true);
   }
   CheckUnusedZero(id, in, f::kEnd);
 }
 
 Timing Cost(const Instr& in, const CostContext& ctx) {
-  return DmaTiming(ctx.cfg, DataRows(in) * in[f::kCols] * isa::kElemBytes);
+  return DmaTiming(ctx.cfg, DramBytes(in, ctx.prog));
 }
 
 std::vector<Span> Accesses(const Instr& in) {
@@ -48,7 +58,7 @@ std::vector<Span> Accesses(const Instr& in) {
 
 void Count(const Instr& in, Counters& c) {
   c.Add(isa::kStatNLoad, 1);
-  c.Add(isa::kStatDramReadBytes, DataRows(in) * in[f::kCols] * isa::kElemBytes);
+  c.Add(isa::kStatDramReadBytes, DramBytes(in, c.prog()));
   c.Mem(in[f::kDstMem], true, in[f::kRows] * c.cfg().dim);  // whole rows, zeros included
 }
 
@@ -56,19 +66,28 @@ void Execute(const OpId&, const Instr& in, MachineState& s) {
   const int64_t mem = in[f::kDstMem], rows = in[f::kRows], cols = in[f::kCols];
   const int64_t pad_before = in[f::kPadBefore];
   const int64_t data_rows = DataRows(in);
+  const bool to_bf16 = mem == isa::kMemScratchpad && s.cfg().dtype == isa::kDTypeBfloat16;
+  const bool from_float = data_rows <= 0 || s.DtypeAt(in[f::kDramAddr]) == isa::kElemTypeFloat32;
   const int64_t row_step = in[f::kRowStride] / isa::kElemBytes;
   const int64_t col_step = in[f::kColStride] / isa::kElemBytes;
-  const bool to_bf16 = mem == isa::kMemScratchpad && s.cfg().dtype == isa::kDTypeBfloat16;
-  const float* src = data_rows > 0 ? s.Dram(in[f::kDramAddr]) : nullptr;
+  const float* src = data_rows > 0 && from_float ? s.Dram(in[f::kDramAddr]) : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     float* dst = s.Row(mem, in[f::kDstRow] + r);
     const int64_t data_row = r - pad_before;
     int64_t c = 0;
     if (data_row >= 0 && data_row < data_rows) {
-      const float* row = src + data_row * row_step;
-      for (; c < cols; ++c) {
-        const float v = row[c * col_step];
-        dst[c] = to_bf16 ? RoundToBf16(v) : v;
+      if (from_float) {
+        const float* row = src + data_row * row_step;
+        for (; c < cols; ++c) {
+          const float v = row[c * col_step];
+          dst[c] = to_bf16 ? RoundToBf16(v) : v;
+        }
+      } else {  // an integer region: strides in bytes, each element converted
+        const int64_t row_addr = in[f::kDramAddr] + data_row * in[f::kRowStride];
+        for (; c < cols; ++c) {
+          const float v = s.ReadAsFloat(row_addr + c * in[f::kColStride]);
+          dst[c] = to_bf16 ? RoundToBf16(v) : v;
+        }
       }
     }
     std::fill(dst + c, dst + s.cfg().dim, 0.0f);  // padding rows and columns cols..DIM-1

@@ -31,7 +31,7 @@ void Counters::Add(isa::Stat stat, int64_t value) {
 
 void Counters::Mem(int64_t mem, bool write, int64_t elements) {
   if (mem == isa::kMemScratchpad) {
-    Add(write ? isa::kStatSpWriteBytes : isa::kStatSpReadBytes, elements * cfg_.sp_elem_bytes());
+    Add(write ? isa::kStatSpWriteBytes : isa::kStatSpReadBytes, elements * cfg().sp_elem_bytes());
   } else {
     Add(write ? isa::kStatAccWriteBytes : isa::kStatAccReadBytes, elements * 4);
   }

@@ -1,0 +1,123 @@
+"""Integer graph inputs end to end: Gather on a constant table (GATHER) and Cast to float
+(a converting LOAD) on the accelerator, strict GEMM-only, bit-exact to ONNX Runtime on both
+presets; negative indices; a BERT-style attention mask; run-time errors that name the index."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nm_tvm
+from nm_tvm.runtime import InputError
+from nm_tvm.validate import onnx_runtime_outputs
+
+TARGETS = ["nm/fp32-16x16", "nm/bf16-32x32"]
+
+
+def _model(nodes, inputs, outputs, inits):
+    graph = helper.make_graph(nodes, "ints", inputs, outputs, inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _embedding(rng, vocab=300, width=40, ids_shape=(2, 7), axis=0, itype=TensorProto.INT64):
+    table = rng.standard_normal((vocab, width) if axis == 0 else (width, vocab)).astype(np.float32)
+    out_shape = list(ids_shape) + [width] if axis == 0 else [width] + list(ids_shape)
+    return _model([helper.make_node("Gather", ["table", "ids"], ["y"], axis=axis, name="embed")],
+                  [helper.make_tensor_value_info("ids", itype, list(ids_shape))],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                  [numpy_helper.from_array(table, "table")])
+
+
+def _assert_gemm_only(compiled, kinds):
+    assert not compiled.host_ops
+    assert sorted({layer["kind"] for layer in compiled.layers}) == sorted(kinds)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("axis,np_type,onnx_type", [(0, np.int64, TensorProto.INT64),
+                                                    (1, np.int32, TensorProto.INT32)])
+def test_embedding_lookup_is_exact(target, axis, np_type, onnx_type, rng):
+    proto = _embedding(rng, axis=axis, itype=onnx_type)
+    compiled = nm_tvm.compile(proto, target=target)
+    _assert_gemm_only(compiled, ["nm.gather"])
+    ids = rng.integers(-300, 300, size=(2, 7)).astype(np_type)
+    ids[0, :3] = [0, 299, -300]  # both ends, from either side
+    (out,) = compiled.run({"ids": ids})
+    (ref,) = onnx_runtime_outputs(proto, {"ids": ids})
+    np.testing.assert_array_equal(out, ref)  # a copy: exact even through bf16 targets
+    assert compiled.stats.totals["n_gather"] >= 1
+
+
+def test_out_of_range_index_is_named(rng):
+    compiled = nm_tvm.compile(_embedding(rng), target="nm/fp32-16x16")
+    ids = np.zeros((2, 7), np.int64)
+    ids[1, 4] = 300
+    with pytest.raises(Exception, match=r"index 11 of 14 is 300, outside \[-300, 300\)"):
+        compiled.run({"ids": ids})
+    with pytest.raises(InputError, match="input 'ids' has dtype int32; expected int64"):
+        compiled.run({"ids": ids.astype(np.int32)})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cast_of_large_integers_is_exact(target):
+    proto = _model([helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT, name="cast")],
+                   [helper.make_tensor_value_info("ids", TensorProto.INT64, [3, 5])],
+                   [helper.make_tensor_value_info("f", TensorProto.FLOAT, [3, 5])], [])
+    compiled = nm_tvm.compile(proto, target=target)
+    _assert_gemm_only(compiled, ["nm.cast"])
+    ids = np.array([[0, 1, 257, 30521, -9], [2**24 + 1, 2**31, -(2**40) - 3, 7, 8],
+                    [9, 10, 11, 12, 2**53 + 1]], np.int64)
+    (out,) = compiled.run({"ids": ids})
+    np.testing.assert_array_equal(out, onnx_runtime_outputs(proto, {"ids": ids})[0])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_bert_style_embedding_and_mask(target, rng):
+    """Token + position embeddings and the additive attention mask of an exported BERT:
+    Gather, Cast, Sub, Mul, Add all on the accelerator."""
+    seq, width = 6, 32
+    tok = rng.standard_normal((100, width)).astype(np.float32)
+    pos = rng.standard_normal((seq, width)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["tok", "ids"], ["t"], name="word_embeddings"),
+        helper.make_node("Add", ["t", "pos"], ["emb"], name="add_pos"),
+        helper.make_node("Unsqueeze", ["mask", "axes"], ["m1"], name="unsq"),
+        helper.make_node("Cast", ["m1"], ["mf"], to=TensorProto.FLOAT, name="mask_cast"),
+        helper.make_node("Sub", ["one", "mf"], ["inv"], name="invert"),
+        helper.make_node("Mul", ["inv", "big"], ["bias"], name="mask_bias"),
+    ]
+    proto = _model(nodes,
+                   [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, seq]),
+                    helper.make_tensor_value_info("mask", TensorProto.INT64, [1, seq])],
+                   [helper.make_tensor_value_info("emb", TensorProto.FLOAT, [1, seq, width]),
+                    helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1, 1, seq])],
+                   [numpy_helper.from_array(tok, "tok"), numpy_helper.from_array(pos, "pos"),
+                    numpy_helper.from_array(np.array([1], np.int64), "axes"),
+                    numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+                    numpy_helper.from_array(np.array(-10000.0, np.float32), "big")])
+    compiled = nm_tvm.compile(proto, target=target)
+    assert not compiled.host_ops
+    feeds = {"ids": np.array([[5, 99, 0, 17, 0, 0]], np.int64),
+             "mask": np.array([[1, 1, 1, 1, 0, 0]], np.int64)}
+    out = compiled.run(feeds)
+    ref = onnx_runtime_outputs(proto, feeds)
+    np.testing.assert_array_equal(out[1], ref[1])  # mask arithmetic on 0/1 values: exact
+    tol = 0 if target.startswith("nm/fp32") else 2.0 ** -8 * np.abs(ref[0]).max() * 2
+    np.testing.assert_allclose(out[0], ref[0], rtol=0, atol=tol)
+
+
+def test_gather_of_a_computed_tensor_falls_back_by_name(rng):
+    """The table must be a constant: a gathered activation stays on the host, named."""
+    proto = _model(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("Gather", ["r", "ids"], ["y"], axis=0, name="pick")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [])
+    with pytest.raises(Exception, match="relax.take \\(node 'pick'\\)"):
+        nm_tvm.compile(proto, target="nm/fp32-16x16")
+    compiled = nm_tvm.compile(proto, target="nm/fp32-16x16", strict=False)
+    feeds = {"x": rng.standard_normal((5, 3)).astype(np.float32),
+             "ids": np.array([4, -1], np.int64)}
+    np.testing.assert_array_equal(compiled.run(feeds)[0], onnx_runtime_outputs(proto, feeds)[0])
