@@ -98,6 +98,28 @@ def _lower_conv2d(comp, hw, layer_id):
                              comp.relu, groups=int(a.attrs.groups))
 
 
+def _check_conv_transpose(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return (all_static(context) and attrs.data_layout == "NCHW"
+            and attrs.kernel_layout == "IOHW" and attrs.out_layout == "NCHW"
+            and epilogue_operands_fit(context, 1))
+
+
+@accelerator_op("conv2d_transpose", "relax.nn.conv2d_transpose", _check_conv_transpose,
+                gemm_anchor=lambda: is_op("relax.nn.conv2d_transpose")(wildcard(), is_const()))
+def _lower_conv2d_transpose(comp, hw, layer_id):
+    """ConvTranspose: a sub-pixel conv2d + a depth-to-space DMA view (codegen docstring)."""
+    a = comp.anchor
+    w = const_value(a.args[1])
+    groups = int(a.attrs.groups)
+    attrs = cg.ConvTranspose2dAttrs(_ints(a.attrs.strides), _ints(a.attrs.padding),
+                                    _ints(a.attrs.dilation), _ints(a.attrs.output_padding))
+    bias = (channel_bias(comp.bias, w.shape[1] * groups, comp.name)
+            if comp.bias is not None else None)
+    return cg.conv2d_transpose_program(hw, layer_id, shape_of(a.args[0]), w, attrs, bias,
+                                       comp.residual, comp.relu, groups=groups)
+
+
 def _check_matmul(context) -> bool:
     return all_static(context) and epilogue_operands_fit(context, -1)
 

@@ -16,7 +16,9 @@ from .layer import AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes,
 # ----------------------------------------------------------------- DMA staging (load -> store)
 @dataclass
 class Copy:
-    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes)."""
+    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes), or
+    through the fp32 accumulator (``mem``): values that must not be rounded to a bf16 operand
+    dtype on the way (GEMM results rearranged, exact data movement)."""
 
     src: int
     src_row_stride: int
@@ -26,11 +28,12 @@ class Copy:
     dst_col_stride: int
     rows: int
     cols: int
+    mem: int = Mem.SCRATCHPAD
 
 
-def staging_rows(hw: HardwareConfig) -> int:
+def staging_rows(hw: HardwareConfig, mem: int = Mem.SCRATCHPAD) -> int:
     """Rows per staging buffer (two buffers alternate so loads overlap stores)."""
-    return hw.sp_rows // 2
+    return (hw.acc_rows if mem == Mem.ACCUMULATOR else hw.sp_rows) // 2
 
 
 def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False) -> bool:
@@ -41,27 +44,28 @@ def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False
     for it (DRAM written here and read next is then ordered in time too). Returns whether a
     hand-off token is pending.
     """
-    half = staging_rows(layer.hw)
     n = len(copies)
     for j, cp in enumerate(copies):
+        half = staging_rows(layer.hw, cp.mem)
         if cp.rows > half or cp.cols > layer.hw.dim:
             raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
         row = (j % 2) * half
         frees = j + 2 < n or (handoff and j == n - 1)
         layer.b.emit(Op.LOAD, wait=bit(Queue.STORE) if j >= 2 else 0, signal=bit(Queue.STORE),
-                     dst_mem=Mem.SCRATCHPAD, dst_row=row, dram_addr=cp.src, rows=cp.rows,
+                     dst_mem=cp.mem, dst_row=row, dram_addr=cp.src, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.src_row_stride, col_stride=cp.src_col_stride)
         layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD) if frees else 0,
-                     src_mem=Mem.SCRATCHPAD, src_row=row, dram_addr=cp.dst, rows=cp.rows,
+                     src_mem=cp.mem, src_row=row, dram_addr=cp.dst, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
     return handoff and n > 0
 
 
 def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
-                 dst_strides=None) -> list[Copy]:
+                 dst_strides=None, mem: int = Mem.SCRATCHPAD) -> list[Copy]:
     """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
     element strides ``src_strides`` (one per output dim; 0 broadcasts): transposes, broadcasts,
-    slices and concatenation are all such views."""
+    slices and concatenation are all such views. ``mem``: the on-chip memory staging them
+    (the fp32 accumulator moves values exactly on a bf16 target)."""
     out_shape = tuple(out_shape) if len(out_shape) else (1,)
     src_strides = list(src_strides) if len(src_strides) else [0]
     dst_strides = list(dst_strides) if dst_strides is not None else _dense_strides(out_shape)
@@ -73,13 +77,14 @@ def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
     for idx in np.ndindex(*out_shape[:-2]):
         src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
         dst0 = sum(i * st for i, st in zip(idx, dst_strides[:-2]))
-        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw)), _split(0, c2, hw.dim)):
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw, mem)),
+                                          _split(0, c2, hw.dim)):
             copies.append(Copy(
                 src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * 4,
                 src_row_stride=src_strides[-2] * 4, src_col_stride=src_strides[-1] * 4,
                 dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
                 dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
-                rows=r1 - r0, cols=c1 - c0))
+                rows=r1 - r0, cols=c1 - c0, mem=mem))
     return copies
 
 
