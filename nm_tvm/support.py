@@ -32,7 +32,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Conv": OpSupport(EXACT, "2-D, any groups (depthwise too), constant weights; any stride / "
                              "padding / dilation",
                       constant_inputs=(1, 2)),
-    "ConvTranspose": OpSupport(EXACT, "2-D, constant weights, any stride / pads / dilations "
+    "ConvTranspose": OpSupport(EXACT, "1-D and 2-D, constant weights, any stride / pads / dilations "
                                       "/ groups / output_padding / output_shape / auto_pad: a "
                                       "sub-pixel conv (one GEMM for kernel = stride) and a "
                                       "depth-to-space DMA view", constant_inputs=(1, 2)),

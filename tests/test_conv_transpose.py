@@ -94,6 +94,13 @@ def test_conv_transpose_matches_onnx_runtime(rng, target, x_shape, w_shape, attr
 
 
 @pytest.mark.parametrize("target", PRESETS)
+@pytest.mark.parametrize("attrs", [dict(strides=[2]), dict(strides=[3], pads=[1, 2],
+                                                           output_padding=[2], dilations=[2])])
+def test_conv_transpose_1d_is_the_2d_program_on_one_row(rng, target, attrs):
+    _run_and_compare(_conv_t((2, 4, 7), (4, 3, 3), rng=rng, **attrs), target, rng)
+
+
+@pytest.mark.parametrize("target", PRESETS)
 @pytest.mark.parametrize("bias, relu, residual, attrs", [
     (False, False, False, dict(strides=[2, 2])),
     (True, True, False, dict(strides=[2, 2], pads=[1, 1, 1, 1])),

@@ -10,7 +10,7 @@ so that they absorb their bias, residual and ReLU (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -118,6 +118,32 @@ def _lower_conv2d_transpose(comp, hw, layer_id):
             if comp.bias is not None else None)
     return cg.conv2d_transpose_program(hw, layer_id, shape_of(a.args[0]), w, attrs, bias,
                                        comp.residual, comp.relu, groups=groups)
+
+
+def _check_conv1d_transpose(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return (all_static(context) and attrs.data_layout == "NCW"
+            and attrs.kernel_layout == "IOW" and attrs.out_layout == "NCW"
+            and epilogue_operands_fit(context, 1))
+
+
+@accelerator_op("conv1d_transpose", "relax.nn.conv1d_transpose", _check_conv1d_transpose,
+                gemm_anchor=lambda: is_op("relax.nn.conv1d_transpose")(wildcard(), is_const()))
+def _lower_conv1d_transpose(comp, hw, layer_id):
+    """1-D ConvTranspose: the 2-D program over a height-1 image (same bytes in and out)."""
+    a = comp.anchor
+    w = const_value(a.args[1])[:, :, None, :]
+    groups = int(a.attrs.groups)
+    (s,), (p0, p1), (d,) = (_ints(a.attrs.strides), _ints(a.attrs.padding),
+                            _ints(a.attrs.dilation))
+    attrs = cg.ConvTranspose2dAttrs((1, s), (0, p0, 0, p1), (1, d),
+                                    (0,) + _ints(a.attrs.output_padding))
+    n, c, length = shape_of(a.args[0])
+    bias = (channel_bias(comp.bias, w.shape[1] * groups, comp.name)
+            if comp.bias is not None else None)
+    call = cg.conv2d_transpose_program(hw, layer_id, (n, c, 1, length), w, attrs, bias,
+                                       comp.residual, comp.relu, groups=groups)
+    return replace(call, out_shape=shape_of(a))
 
 
 def _check_matmul(context) -> bool:
