@@ -187,6 +187,11 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
             self.node_of: dict = {}  # var that ends a node's conversion -> node name
 
         def _convert_operator(self, op_name, inputs, attrs, opset):
+            if op_name == "Tile" and isinstance(inputs[1], tvm.ir.Constant):
+                # TVM imports a constant-repeats Tile as a call_tir of topi.tile, which no
+                # pattern can match; relax.tile is the same operator (it legalizes to topi.tile)
+                reps = [int(r) for r in inputs[1].value.numpy().reshape(-1)]
+                return self._own(relax.op.tile(inputs[0], reps), attrs["tvm_custom"]["name"])
             result = super()._convert_operator(op_name, inputs, attrs, opset)
             node = attrs["tvm_custom"]["name"]
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)

@@ -298,6 +298,19 @@ def _lower_concat(comp, hw, layer_id):
     return cg.concat_program(hw, layer_id, operands, int(a.attrs.axis))
 
 
+@accelerator_op("broadcast_to", "relax.broadcast_to", all_static,
+                pattern=is_op("relax.broadcast_to")(wildcard(), wildcard()))
+def _lower_broadcast_to(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.broadcast_program(hw, layer_id, shape_of(a.args[0]), shape_of(a))
+
+
+@accelerator_op("tile", "relax.tile", all_static)
+def _lower_tile(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.tile_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.repeats))
+
+
 # Source coordinate of output index o for each coordinate_transformation_mode, as ONNX and
 # TVM's topi resize define them (float32, then rounded and clamped to the input).
 _SOURCE_COORD = {

@@ -185,3 +185,41 @@ def resample_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape,
     _emit_staged_copies(layer, _view_copies(hw, x + base * 4, [s for _, s, _ in view], out,
                                             [n for n, _, _ in view], [d for _, _, d in view]))
     return layer.finish(out_shape, macs=0)
+
+
+def broadcast_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape) -> AcceleratorCall:
+    """``broadcast_to`` (ONNX Expand) as one DMA view: numpy broadcasting, source stride 0 over
+    the broadcast axes. Staged through the fp32 accumulator: the values move exactly on a bf16
+    target too."""
+    x_shape, out_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in out_shape)
+    padded = (1,) * (len(out_shape) - len(x_shape)) + x_shape
+    if len(padded) != len(out_shape) or any(d not in (1, o) for d, o in zip(padded, out_shape)):
+        raise CodegenError(f"broadcast: {list(x_shape)} does not broadcast to {list(out_shape)}")
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x, _broadcast_strides(x_shape, out_shape), out,
+                                            out_shape, mem=Mem.ACCUMULATOR))
+    return layer.finish(out_shape, macs=0)
+
+
+def tile_program(hw: HardwareConfig, layer_id: int, x_shape, repeats) -> AcceleratorCall:
+    """``tile`` (ONNX Tile) as one DMA view: output axis ``i`` of ``r * n`` elements is the
+    view pair (repeat ``r``: source stride 0, destination stride ``n * stride``; element
+    ``n``: the input's stride), repeats first so that each copy moves whole planes. Staged
+    through the fp32 accumulator (exact on a bf16 target)."""
+    x_shape, repeats = tuple(int(v) for v in x_shape), [int(r) for r in repeats]
+    if len(repeats) < len(x_shape) or any(r < 1 for r in repeats):
+        raise CodegenError(f"tile: repeats {repeats} for an input of shape {list(x_shape)}")
+    x_full = (1,) * (len(repeats) - len(x_shape)) + x_shape  # numpy: leading axes added
+    out_shape = tuple(r * n for r, n in zip(repeats, x_full))
+    in_strides, out_strides = _dense_strides(x_full), _dense_strides(out_shape)
+    reps = [(r, 0, n * so) for r, n, so in zip(repeats, x_full, out_strides) if r > 1]
+    view = reps + list(zip(x_full, in_strides, out_strides))
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x, [s for _, s, _ in view], out,
+                                            [n for n, _, _ in view], [d for _, _, d in view],
+                                            mem=Mem.ACCUMULATOR))
+    return layer.finish(out_shape, macs=0)
