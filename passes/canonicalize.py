@@ -73,7 +73,8 @@ class SelectPReluAsRelu:
 def _split_rule():
     """``split(x, indices, axis)`` -> a tuple of ``strided_slice`` s of x along ``axis`` (each a
     DMA view on the accelerator): constant split points, or a number of sections (the last
-    smaller when uneven, as ONNX Split with num_outputs)."""
+    smaller when uneven, as ONNX Split with num_outputs); an empty part is an empty
+    constant."""
     x = wildcard()
     pattern = is_op("relax.split")(x)
 
@@ -86,8 +87,12 @@ def _split_rule():
         except (TypeError, ValueError, AttributeError):
             return expr  # dynamic: stays a split (on the host)
         ends = np.cumsum(sizes).tolist()
-        return relax.Tuple([relax.op.strided_slice(m[x], [axis], [e - n], [e], [1])
-                            for n, e in zip(sizes, ends)])
+        # an empty part is an empty constant (nothing to move; a consumer such as concat
+        # drops it)
+        return relax.Tuple([
+            relax.op.strided_slice(m[x], [axis], [e - n], [e], [1]) if n else
+            relax.const(np.zeros([int(d) for d in f.shape], np.float32))
+            for n, e, f in zip(sizes, ends, fields)])
 
     return pattern, rewrite
 

@@ -111,3 +111,17 @@ def test_codegen_rejects_bad_views():
         tile_program(hw, 0, (2, 3), [2])
     with pytest.raises(CodegenError, match="tile: repeats"):
         tile_program(hw, 0, (2, 3), [1, 0])
+
+
+@pytest.mark.parametrize("target", PRESETS)
+def test_empty_split_part_is_dropped_by_concat(rng, target):
+    """A Split part of size 0 (rotary embedding with nothing left unrotated) is an empty
+    constant; Concat takes it with no region of its own."""
+    graph = helper.make_graph(
+        [helper.make_node("Split", ["x", "k"], ["a", "b"], name="mv", axis=1),
+         helper.make_node("Concat", ["b", "a"], ["y"], name="cat", axis=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])],
+        [numpy_helper.from_array(np.array([5, 0], np.int64), "k")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    _check(proto, target, rng, (2, 5), bf16_exact=False)

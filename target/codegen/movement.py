@@ -109,7 +109,9 @@ def concat_program(hw: HardwareConfig, layer_id: int, operands: list, axis: int)
     out_shape[axis] = sum(sh[axis] for sh in shapes)
     out_shape = tuple(out_shape)
     layer = _Layer(hw, layer_id)
-    srcs = [layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
+    # an empty operand (e.g. an empty Split part) contributes nothing and has no region
+    srcs = [None if not int(np.prod(sh)) else
+            layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
             for value, sh in operands]
     out = layer.output(out_shape)
     out_strides = _dense_strides(out_shape)
