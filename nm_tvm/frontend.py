@@ -115,6 +115,17 @@ def _check_resize_align_corners(mod: tvm.IRModule) -> None:
                         "TVM's resize2d (it divides by the output size - 1)")
 
 
+def _check_conv_transpose_pads(proto) -> None:
+    """ONNX says a ConvTranspose's ``output_shape`` overrides its ``pads``, while its reference
+    implementation uses both: refuse the two together, naming the node."""
+    for node in proto.graph.node:
+        names = {a.name for a in node.attribute}
+        if node.op_type == "ConvTranspose" and {"output_shape", "pads"} <= names:
+            raise ModelLoadError(
+                f"ConvTranspose node '{node.name or node.output[0]}': both output_shape and "
+                "pads are given (ONNX ignores pads then and its reference uses them; give one)")
+
+
 def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     """ONNX -> Relax with static shapes and weights as constants."""
     proto = load_onnx(model)
@@ -125,6 +136,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     _check_layer_norm_outputs(proto)
     _check_batch_norm_inference(proto)
     _check_resize_modes(proto)
+    _check_conv_transpose_pads(proto)
     input_shapes = dict(input_shapes or {})
     shapes, dtypes = {}, {}
     for inp in _graph_inputs(proto):
@@ -150,10 +162,12 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     if input_shapes:
         raise ModelLoadError(f"input_shapes names unknown input(s) {sorted(input_shapes)}; "
                              f"model inputs are {list(shapes)}")
-    from nm_tvm.onnx_fold import explicit_auto_pad, fold_shape_computations, with_static_inputs
+    from nm_tvm.onnx_fold import (explicit_auto_pad, explicit_conv_transpose_pads,
+                                  fold_shape_computations, with_static_inputs)
 
     try:
-        proto = explicit_auto_pad(fold_shape_computations(with_static_inputs(proto, shapes)))
+        proto = explicit_conv_transpose_pads(explicit_auto_pad(
+            fold_shape_computations(with_static_inputs(proto, shapes))))
         mod = _from_onnx_with_sources(proto, shapes)
     except Exception as err:
         raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
@@ -176,6 +190,11 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
             self.node_of: dict = {}  # var that ends a node's conversion -> node name
 
         def _convert_operator(self, op_name, inputs, attrs, opset):
+            if op_name == "Tile" and isinstance(inputs[1], tvm.ir.Constant):
+                # TVM imports a constant-repeats Tile as a call_tir of topi.tile, which no
+                # pattern can match; relax.tile is the same operator (it legalizes to topi.tile)
+                reps = [int(r) for r in inputs[1].value.numpy().reshape(-1)]
+                return self._own(relax.op.tile(inputs[0], reps), attrs["tvm_custom"]["name"])
             result = super()._convert_operator(op_name, inputs, attrs, opset)
             node = attrs["tvm_custom"]["name"]
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)

@@ -126,3 +126,67 @@ def explicit_auto_pad(proto: onnx.ModelProto) -> onnx.ModelProto:
         del node.attribute[:]
         node.attribute.extend(keep + [helper.make_attribute("pads", begin + end)])
     return out
+
+
+_CT_PAD_ATTRS = ("auto_pad", "output_shape", "output_padding", "pads")
+
+
+def conv_transpose_pads(node, x_shape, kernel) -> list[int] | None:
+    """A ConvTranspose node's padding as explicit ``pads`` (begin..., end...) with
+    ``output_padding`` folded into the end pads (which may then be negative: extra rows and
+    columns at the end): from ``output_shape`` or ``auto_pad=SAME_*`` by ONNX's formula
+    (``total = stride*(in-1) + output_padding + (k-1)*dilation + 1 - out``; SAME_UPPER puts
+    ``total // 2`` first, other modes ``total - total // 2``), else the given ``pads``. None
+    when the spatial rank is unknown."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    spatial = list(x_shape[2:])
+    if len(kernel) != len(spatial):
+        return None
+    n = len(spatial)
+    strides = list(attrs.get("strides", [1] * n))
+    dilations = list(attrs.get("dilations", [1] * n))
+    out_pad = list(attrs.get("output_padding", [0] * n))
+    mode = attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if "output_shape" in attrs or mode in ("SAME_UPPER", "SAME_LOWER"):
+        target = (list(attrs["output_shape"])[-n:] if "output_shape" in attrs
+                  else [size * s for size, s in zip(spatial, strides)])
+        begin, end = [], []
+        for size, k, s, d, op, out in zip(spatial, kernel, strides, dilations, out_pad, target):
+            total = s * (size - 1) + op + (k - 1) * d + 1 - out
+            small, large = total // 2, total - total // 2
+            begin.append(small if mode == "SAME_UPPER" else large)
+            end.append(large if mode == "SAME_UPPER" else small)
+    elif mode == "VALID":
+        begin, end = [0] * n, [0] * n
+    else:
+        pads = list(attrs.get("pads", [0] * 2 * n))
+        begin, end = pads[:n], pads[n:]
+    return begin + [e - op for e, op in zip(end, out_pad)]
+
+
+def explicit_conv_transpose_pads(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ConvTranspose ``output_shape`` / ``auto_pad`` / ``output_padding`` -> explicit ``pads``
+    (:func:`conv_transpose_pads`). TVM's importer ignores ``output_shape`` and takes
+    ``output_padding`` only below the stride (ONNX allows it below the dilation too); padding
+    alone says the same and TVM's conv2d_transpose takes negative end pads."""
+    targets = [n for n in proto.graph.node if n.op_type == "ConvTranspose"
+               and any(a.name in _CT_PAD_ATTRS[:3] for a in n.attribute)]
+    if not targets:
+        return proto
+    shapes = _static_shapes(proto)
+    inits = {i.name: tuple(i.dims) for i in proto.graph.initializer}
+    out = onnx.ModelProto.FromString(proto.SerializeToString())
+    for node in out.graph.node:
+        if (node.op_type != "ConvTranspose" or node.input[0] not in shapes
+                or not any(a.name in _CT_PAD_ATTRS[:3] for a in node.attribute)):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        kernel = list(attrs.get("kernel_shape") or inits.get(node.input[1], (0, 0))[2:])
+        pads = conv_transpose_pads(node, shapes[node.input[0]], kernel)
+        if pads is None:
+            continue
+        keep = [a for a in node.attribute if a.name not in _CT_PAD_ATTRS]
+        del node.attribute[:]
+        node.attribute.extend(keep + [helper.make_attribute("pads", pads)])
+    return out

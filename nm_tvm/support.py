@@ -32,6 +32,10 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Conv": OpSupport(EXACT, "2-D, any groups (depthwise too), constant weights; any stride / "
                              "padding / dilation",
                       constant_inputs=(1, 2)),
+    "ConvTranspose": OpSupport(EXACT, "1-D and 2-D, constant weights, any stride / pads / dilations "
+                                      "/ groups / output_padding / output_shape / auto_pad: a "
+                                      "sub-pixel conv (one GEMM for kernel = stride) and a "
+                                      "depth-to-space DMA view", constant_inputs=(1, 2)),
     "Gemm": OpSupport(EXACT, "alpha/beta/transA/transB; constant or activation operands"),
     "MatMul": OpSupport(EXACT, "batched, broadcast; constant or activation operands"),
     "Add": OpSupport(EXACT, "same shape, or one constant operand (broadcast)"),
@@ -91,6 +95,12 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Concat": OpSupport(EXACT, "DMA copies into the output's slabs"),
     "Slice": OpSupport(EXACT, "constant bounds, positive steps: one strided DMA view",
                        constant_inputs=(1, 2, 3, 4)),
+    "Split": OpSupport(EXACT, "any axis, constant split sizes or num_outputs: one strided "
+                              "DMA slice per output", constant_inputs=(1,)),
+    "Expand": OpSupport(EXACT, "constant shape (numpy broadcast): one broadcast DMA view",
+                        constant_inputs=(1,)),
+    "Tile": OpSupport(EXACT, "constant repeats: one DMA view (repeats as stride-0 axes)",
+                      constant_inputs=(1,)),
     "Resize": OpSupport(EXACT, "mode=nearest, 2-D, where each output index reads an integer "
                                "repeat or stride of the input (integer up/down scales, any "
                                "coordinate mode and nearest_mode): one DMA view; constant "

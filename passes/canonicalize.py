@@ -6,7 +6,7 @@ else TVM decomposes for inference, folds constants (so transposed weights become
 constants), folds per-channel scale/shift into the GEMM anchors, turns what is left of a
 division by a constant tensor into a multiply by its reciprocal, PRelu with a slope over
 several axes (imported as a select) into ReLU arithmetic, Gather's negative-index arithmetic
-into ``take(mode="wrap")``, and drops dead bindings.
+into ``take(mode="wrap")``, split into strided slices, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -71,6 +71,39 @@ class SelectPReluAsRelu:
         return rewrite_functions(mod, *_select_prelu_rule())
 
 
+def _split_rule():
+    """``split(x, indices, axis)`` -> a tuple of ``strided_slice`` s of x along ``axis`` (each a
+    DMA view on the accelerator): constant split points, or a number of sections (the last
+    smaller when uneven, as ONNX Split with num_outputs); an empty part is an empty
+    constant."""
+    x = wildcard()
+    pattern = is_op("relax.split")(x)
+
+    def rewrite(expr, m):
+        shape = getattr(expr.args[0].ty, "shape", None)
+        fields = getattr(expr.ty, "fields", None)
+        try:
+            axis = int(expr.attrs.axis) % len(shape)
+            sizes = [int(f.shape[axis]) for f in fields]  # as TVM's split defines them
+        except (TypeError, ValueError, AttributeError):
+            return expr  # dynamic: stays a split (on the host)
+        ends = np.cumsum(sizes).tolist()
+        # an empty part is an empty constant (nothing to move; a consumer such as concat
+        # drops it)
+        return relax.Tuple([
+            relax.op.strided_slice(m[x], [axis], [e - n], [e], [1]) if n else
+            relax.const(np.zeros([int(d) for d in f.shape], np.float32))
+            for n, e, f in zip(sizes, ends, fields)])
+
+    return pattern, rewrite
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.SplitAsSlices")
+class SplitAsSlices:
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        return rewrite_functions(mod, *_split_rule())
+
+
 def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
@@ -85,6 +118,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             DivideByConstantAsMultiply(),
             SelectPReluAsRelu(),
             FoldIndexWrap(),
+            SplitAsSlices(),
             relax.transform.DeadCodeElimination(),
         ],
         name="nm.Canonicalize",

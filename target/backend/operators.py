@@ -10,7 +10,7 @@ so that they absorb their bias, residual and ReLU (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -96,6 +96,54 @@ def _lower_conv2d(comp, hw, layer_id):
     bias = channel_bias(comp.bias, w.shape[0], comp.name) if comp.bias is not None else None
     return cg.conv2d_program(hw, layer_id, shape_of(a.args[0]), w, attrs, bias, comp.residual,
                              comp.relu, groups=int(a.attrs.groups))
+
+
+def _check_conv_transpose(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return (all_static(context) and attrs.data_layout == "NCHW"
+            and attrs.kernel_layout == "IOHW" and attrs.out_layout == "NCHW"
+            and epilogue_operands_fit(context, 1))
+
+
+@accelerator_op("conv2d_transpose", "relax.nn.conv2d_transpose", _check_conv_transpose,
+                gemm_anchor=lambda: is_op("relax.nn.conv2d_transpose")(wildcard(), is_const()))
+def _lower_conv2d_transpose(comp, hw, layer_id):
+    """ConvTranspose: a sub-pixel conv2d + a depth-to-space DMA view (codegen docstring)."""
+    a = comp.anchor
+    w = const_value(a.args[1])
+    groups = int(a.attrs.groups)
+    attrs = cg.ConvTranspose2dAttrs(_ints(a.attrs.strides), _ints(a.attrs.padding),
+                                    _ints(a.attrs.dilation), _ints(a.attrs.output_padding))
+    bias = (channel_bias(comp.bias, w.shape[1] * groups, comp.name)
+            if comp.bias is not None else None)
+    return cg.conv2d_transpose_program(hw, layer_id, shape_of(a.args[0]), w, attrs, bias,
+                                       comp.residual, comp.relu, groups=groups)
+
+
+def _check_conv1d_transpose(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return (all_static(context) and attrs.data_layout == "NCW"
+            and attrs.kernel_layout == "IOW" and attrs.out_layout == "NCW"
+            and epilogue_operands_fit(context, 1))
+
+
+@accelerator_op("conv1d_transpose", "relax.nn.conv1d_transpose", _check_conv1d_transpose,
+                gemm_anchor=lambda: is_op("relax.nn.conv1d_transpose")(wildcard(), is_const()))
+def _lower_conv1d_transpose(comp, hw, layer_id):
+    """1-D ConvTranspose: the 2-D program over a height-1 image (same bytes in and out)."""
+    a = comp.anchor
+    w = const_value(a.args[1])[:, :, None, :]
+    groups = int(a.attrs.groups)
+    (s,), (p0, p1), (d,) = (_ints(a.attrs.strides), _ints(a.attrs.padding),
+                            _ints(a.attrs.dilation))
+    attrs = cg.ConvTranspose2dAttrs((1, s), (0, p0, 0, p1), (1, d),
+                                    (0,) + _ints(a.attrs.output_padding))
+    n, c, length = shape_of(a.args[0])
+    bias = (channel_bias(comp.bias, w.shape[1] * groups, comp.name)
+            if comp.bias is not None else None)
+    call = cg.conv2d_transpose_program(hw, layer_id, (n, c, 1, length), w, attrs, bias,
+                                       comp.residual, comp.relu, groups=groups)
+    return replace(call, out_shape=shape_of(a))
 
 
 def _check_matmul(context) -> bool:
@@ -248,6 +296,19 @@ def _lower_concat(comp, hw, layer_id):
     a = comp.anchor
     operands = [(operand(comp, f), shape_of(f)) for f in a.args[0].fields]
     return cg.concat_program(hw, layer_id, operands, int(a.attrs.axis))
+
+
+@accelerator_op("broadcast_to", "relax.broadcast_to", all_static,
+                pattern=is_op("relax.broadcast_to")(wildcard(), wildcard()))
+def _lower_broadcast_to(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.broadcast_program(hw, layer_id, shape_of(a.args[0]), shape_of(a))
+
+
+@accelerator_op("tile", "relax.tile", all_static)
+def _lower_tile(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.tile_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.repeats))
 
 
 # Source coordinate of output index o for each coordinate_transformation_mode, as ONNX and

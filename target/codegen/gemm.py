@@ -10,10 +10,10 @@ import numpy as np
 
 from ..cost_model import GemmTiles, loop_gemm_estimate, loop_gemm_fits
 from ..hardware import HardwareConfig
-from ..isa import ELEM_BYTES, MachineParams, Op, ProgramBuilder
+from ..isa import ELEM_BYTES, MachineParams, Mem, Op, ProgramBuilder
 from .layer import (AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes, _split,
                     _trailing_reduction)
-from .movement import Copy, _emit_staged_copies, staging_rows
+from .movement import Copy, _emit_staged_copies, _view_copies, staging_rows
 
 
 RELU_TABLE = np.array([[-np.inf, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
@@ -139,6 +139,67 @@ class Conv2dAttrs:
     dilation: tuple
 
 
+class _Conv:
+    """The geometry of one NCHW conv2d as im2col gathers + one LOOP_GEMM per (image, group),
+    and its emission into a layer (shared by conv2d and the transposed convolution)."""
+
+    def __init__(self, x_shape, weight: np.ndarray, attrs: Conv2dAttrs, groups: int):
+        self.x_shape = n_img, c_in, h, w = tuple(int(v) for v in x_shape)
+        c_out, c_g, kh_, kw_ = weight.shape
+        if c_in % groups or c_out % groups or c_g != c_in // groups:
+            raise CodegenError(f"conv2d weight {weight.shape} does not fit {c_in} input channels "
+                               f"in {groups} groups")
+        self.weight, self.attrs, self.groups = weight, attrs, groups
+        self.o_g = c_out // groups
+        (sh, sw), (dh, dw) = attrs.strides, attrs.dilation
+        pt, pl, pb, pr = attrs.padding
+        self.oh = (h + pt + pb - dh * (kh_ - 1) - 1) // sh + 1
+        self.ow = (w + pl + pr - dw * (kw_ - 1) - 1) // sw + 1
+        if self.oh < 1 or self.ow < 1:
+            raise CodegenError(f"conv2d of {list(self.x_shape)} by {list(weight.shape)} has an "
+                               f"empty output ({self.oh}x{self.ow})")
+        self.p, self.kk = self.oh * self.ow, kh_ * kw_
+        self.k_all, self.k_g = c_in * self.kk, c_g * self.kk
+        self.c_out, self.kernel = c_out, (kh_, kw_)
+        self.out_shape = (n_img, c_out, self.oh, self.ow)
+        self.direct = (kh_, kw_, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+        self.macs = n_img * groups * self.p * self.k_g * self.o_g
+
+    def constants(self, layer: _Layer, bias: np.ndarray | None):
+        """Group g's weights [Cg*KH*KW, Og], rows ordered (c, kh, kw) like the im2col columns;
+        the bias (or None)."""
+        wmat = layer.const(self.weight.reshape(self.groups, self.o_g, self.k_g).transpose(0, 2, 1))
+        return wmat, (layer.const(bias) if bias is not None else None)
+
+    def scratch(self, layer: _Layer) -> int | None:
+        if self.direct:
+            return None
+        return layer.scratch(self.x_shape[0] * self.p * self.k_all * ELEM_BYTES)
+
+    def emit(self, layer: _Layer, x: int, cols: int | None, wmat: int, bias_addr: int | None,
+             out: int, res: int | None, act: int, more_copies: list[Copy] = ()) -> None:
+        """The im2col gathers (then ``more_copies``, in the same double-buffered stream) and
+        the LOOP_GEMMs writing ``out`` (NCHW), accumulating onto ``res`` when given."""
+        n_img, c_in, h, w = self.x_shape
+        copies = [] if self.direct else _im2col_copies(
+            layer.hw, x, cols, self.x_shape, (self.oh, self.ow), self.kernel, self.attrs)
+        if copies or more_copies:
+            _emit_staged_copies(layer, copies + list(more_copies))
+        p, k_all, k_g, o_g, c_out = self.p, self.k_all, self.k_g, self.o_g, self.c_out
+        c_g = c_in // self.groups
+        for i, g in product(range(n_img), range(self.groups)):
+            if self.direct:  # A[p, c] = x[i, g*Cg + c, p], read in place
+                a = Matrix(x + (i * c_in + g * c_g) * p * 4, 4, p * 4)
+            else:
+                a = Matrix(cols + (i * p * k_all + g * k_g) * 4, k_all * 4, 4)
+            first_out = (i * c_out + g * o_g) * p * 4  # C[p, o] -> out[i, g*Og + o, p]
+            d = Matrix(res + first_out, 4, p * 4) if res is not None else None
+            _emit_loop_gemm(layer, a, Matrix(wmat + g * k_g * o_g * 4, o_g * 4, 4),
+                            Matrix(out + first_out, 4, p * 4), p, k_g, o_g,
+                            bias_addr=bias_addr + g * o_g * 4 if bias_addr is not None else None,
+                            d=d, act_segments=act, repeat=n_img * self.groups)
+
+
 def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarray,
                    attrs: Conv2dAttrs, bias: np.ndarray | None = None,
                    residual: Param | None = None, relu: bool = False,
@@ -149,45 +210,167 @@ def conv2d_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarra
     the contiguous column block of its channels: ``[P, Cg*KH*KW] @ [Cg*KH*KW, Og]``
     (depthwise: ``Cg = 1``, K = KH*KW per channel), all from one gather pass. A 1x1,
     stride-1, unpadded convolution reads its input in place (no im2col)."""
-    n_img, c_in, h, w = (int(v) for v in x_shape)
-    c_out, c_g, kh_, kw_ = weight.shape
-    if c_in % groups or c_out % groups or c_g != c_in // groups:
-        raise CodegenError(f"conv2d weight {weight.shape} does not fit {c_in} input channels "
-                           f"in {groups} groups")
-    o_g = c_out // groups
-    (sh, sw), (dh, dw) = attrs.strides, attrs.dilation
-    pt, pl, pb, pr = attrs.padding
-    oh = (h + pt + pb - dh * (kh_ - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw_ - 1) - 1) // sw + 1
-    p, kk = oh * ow, kh_ * kw_
-    k_all, k_g = c_in * kk, c_g * kk
-    out_shape = (n_img, c_out, oh, ow)
+    conv = _Conv(x_shape, weight, attrs, groups)
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
-    # Group g's weights [Cg*KH*KW, Og], rows ordered (c, kh, kw) like the im2col columns.
-    wmat = layer.const(weight.reshape(groups, o_g, k_g).transpose(0, 2, 1))
-    bias_addr = layer.const(bias) if bias is not None else None
+    wmat, bias_addr = conv.constants(layer, bias)
+    res = layer.input(residual, _nbytes(conv.out_shape)) if residual is not None else None
+    cols = conv.scratch(layer)
+    act = _load_relu_table(layer) if relu else 0
+    out = layer.output(conv.out_shape)
+    conv.emit(layer, x, cols, wmat, bias_addr, out, res, act)
+    return layer.finish(conv.out_shape, macs=conv.macs, im2col=not conv.direct)
+
+
+@dataclass
+class ConvTranspose2dAttrs:
+    strides: tuple
+    padding: tuple  # top, left, bottom, right (may be negative: output_padding folded in)
+    dilation: tuple
+    output_padding: tuple = (0, 0)
+
+
+@dataclass
+class _SubPixelAxis:
+    """One spatial axis of a transposed convolution as a stride-1 convolution on the input
+    grid with ``stride`` output phases. Output index ``o`` is ``(q0 + q) * stride + r - pad``:
+    row ``q`` of phase ``r`` of the sub-pixel convolution ``Y``."""
+
+    n_in: int
+    n_out: int
+    stride: int
+    pad: int         # the transposed convolution's leading padding
+    q0: int          # first input-grid row Y computes
+    rows: int        # rows of Y
+    kernel: int      # taps of the sub-pixel kernel
+    dilation: int    # its dilation
+    conv_pad: tuple  # its padding (before, after)
+    taps: list       # taps[r][u]: the transposed kernel index phase r's tap u reads, or None
+
+    def phase(self, r: int) -> tuple[int, int, int]:
+        """(first output index, its row of Y, count) of the outputs phase ``r`` produces."""
+        first = (r - self.pad) % self.stride
+        count = len(range(first, self.n_out, self.stride))
+        return first, (first + self.pad - r) // self.stride - self.q0, count
+
+
+def _sub_pixel_axis(n_in: int, k: int, s: int, d: int, pad_begin: int,
+                    pad_end: int) -> _SubPixelAxis:
+    """``out[o] = sum x[i] w[j]`` over ``i*s + j*d = o + pad_begin``: writing ``o + pad_begin
+    = q*s + r``, ``i = q - t`` with ``j*d = t*s + r``, so phase ``r`` is a correlation of x
+    over ``t = 0 .. (k-1)*d // s`` (a stride-1 convolution with the flipped taps; dilation
+    ``d / s`` when ``s`` divides ``d``, where only phase 0 has taps)."""
+    n_out = s * (n_in - 1) + d * (k - 1) + 1 - pad_begin - pad_end
+    if n_out < 1:
+        raise CodegenError(f"conv2d_transpose: an axis of {n_in} gives {n_out} outputs")
+    span = d * (k - 1) // s + 1          # taps t = 0 .. span-1
+    dil = d // s if d % s == 0 else 1
+    kernel = (span - 1) // dil + 1
+    q0 = pad_begin // s
+    rows = (n_out - 1 + pad_begin) // s - q0 + 1
+    before = span - 1 - q0
+    after = rows - 1 + span - n_in - before
+    taps = []
+    for r in range(s):
+        row = []
+        for u in range(kernel):
+            num = (span - 1 - u * dil) * s + r  # j * d
+            row.append(num // d if num % d == 0 and num // d < k else None)
+        taps.append(row)
+    return _SubPixelAxis(n_in, n_out, s, pad_begin, q0, rows, kernel, dil, (before, after), taps)
+
+
+def _phase_views(axes, channels: int, y_shape, out_shape):
+    """Per output phase (rh, rw): (Y element offset, Y strides, output element offset, output
+    strides, view shape) over (n, channel, row, column) of the phase's outputs."""
+    ah, aw = axes
+    n_img, y_c, qh, qw = y_shape
+    _, _, oh, ow = out_shape
+    views = []
+    for rh, rw in product(range(ah.stride), range(aw.stride)):
+        (fh, yh, ch), (fw, yw, cw) = ah.phase(rh), aw.phase(rw)
+        if not ch or not cw:
+            continue
+        phase = rh * aw.stride + rw
+        y_strides = [y_c * qh * qw, ah.stride * aw.stride * qh * qw, qw, 1]
+        o_strides = [channels * oh * ow, oh * ow, ah.stride * ow, aw.stride]
+        views.append(((phase * qh + yh) * qw + yw, y_strides, fh * ow + fw, o_strides,
+                      (n_img, channels, ch, cw)))
+    return views
+
+
+def conv2d_transpose_program(hw: HardwareConfig, layer_id: int, x_shape, weight: np.ndarray,
+                             attrs: ConvTranspose2dAttrs, bias: np.ndarray | None = None,
+                             residual: Param | None = None, relu: bool = False,
+                             groups: int = 1) -> AcceleratorCall:
+    """NCHW transposed convolution (weight ``[C_in, C_out / groups, KH, KW]``, IOHW) as a
+    sub-pixel convolution: a stride-1 conv2d over the input grid (the existing im2col +
+    LOOP_GEMM path) producing ``C_out * SH * SW`` channels ``Y``, one per output phase
+    ``(rh, rw)``, then a DMA view interleaving the phases into the output (depth to space) and
+    cropping the padding. The weights are rearranged at compile time; no zeros are inserted
+    into the input. Kernel == stride, unpadded (2x2 s2 upsampling) is a 1x1 conv, i.e. one GEMM
+    reading x in place; 4x4 s2 p1 is a 2x2 conv with every tap used. Where a phase has fewer
+    taps than the sub-pixel kernel (kernel not a multiple of the stride, dilation) the missing
+    taps are zero weights: they, and the rows of Y the crop drops, are real GEMM MACs and are
+    counted. A residual is moved into Y's layout first (the inverse view) so that it is loaded
+    as the GEMM's D. Stride 1 needs no rearrangement (Y is the output). The views are staged
+    through the fp32 accumulator, so a bf16 target rounds only the GEMM operands."""
+    n_img, c_in, h, w = (int(v) for v in x_shape)
+    c_in_w, o_g, kh_, kw_ = weight.shape
+    if c_in_w != c_in or c_in % groups:
+        raise CodegenError(f"conv2d_transpose weight {weight.shape} does not fit {c_in} input "
+                           f"channels in {groups} groups")
+    c_g, c_out = c_in // groups, o_g * groups
+    pt, pl, pb, pr = attrs.padding
+    oph, opw = attrs.output_padding
+    axes = (_sub_pixel_axis(h, kh_, attrs.strides[0], attrs.dilation[0], pt, pb - oph),
+            _sub_pixel_axis(w, kw_, attrs.strides[1], attrs.dilation[1], pl, pr - opw))
+    ah, aw = axes
+    phases = ah.stride * aw.stride
+    # Sub-pixel weights [(g, o, rh, rw), c, uh, uw] (OIHW, groups contiguous in the outputs).
+    w_groups = weight.reshape(groups, c_g, o_g, kh_, kw_)
+    sub = np.zeros((groups, o_g, ah.stride, aw.stride, c_g, ah.kernel, aw.kernel), np.float32)
+    for rh, uh, rw, uw in product(range(ah.stride), range(ah.kernel), range(aw.stride),
+                                  range(aw.kernel)):
+        jh, jw = ah.taps[rh][uh], aw.taps[rw][uw]
+        if jh is not None and jw is not None:
+            sub[:, :, rh, rw, :, uh, uw] = w_groups[:, :, :, jh, jw].transpose(0, 2, 1)
+    sub = sub.reshape(c_out * phases, c_g, ah.kernel, aw.kernel)
+    conv_attrs = Conv2dAttrs((1, 1), (ah.conv_pad[0], aw.conv_pad[0], ah.conv_pad[1],
+                                      aw.conv_pad[1]), (ah.dilation, aw.dilation))
+    conv = _Conv(x_shape, sub, conv_attrs, groups)
+    out_shape = (n_img, c_out, ah.n_out, aw.n_out)
+    identity = phases == 1  # then Y is the output itself
+    if identity and conv.out_shape != out_shape:
+        raise CodegenError(f"internal: stride-1 conv2d_transpose gives {conv.out_shape}, "
+                           f"expected {out_shape}")
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    wmat, bias_addr = conv.constants(
+        layer, np.repeat(np.asarray(bias, np.float32), phases) if bias is not None else None)
     res = layer.input(residual, _nbytes(out_shape)) if residual is not None else None
-    direct = (kh_, kw_, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
-    if not direct:
-        cols = layer.scratch(n_img * p * k_all * ELEM_BYTES)
+    cols = conv.scratch(layer)
+    y = d = None
+    if not identity:
+        y = layer.scratch(_nbytes(conv.out_shape))
+        d = layer.scratch(_nbytes(conv.out_shape)) if res is not None else None
     act = _load_relu_table(layer) if relu else 0
     out = layer.output(out_shape)
-    if not direct:
-        _emit_staged_copies(layer, _im2col_copies(hw, x, cols, (n_img, c_in, h, w), (oh, ow),
-                                                  (kh_, kw_), attrs))
-    for i, g in product(range(n_img), range(groups)):
-        if direct:  # A[p, c] = x[i, g*Cg + c, p], read in place
-            a = Matrix(x + (i * c_in + g * c_g) * p * 4, 4, p * 4)
-        else:
-            a = Matrix(cols + (i * p * k_all + g * k_g) * 4, k_all * 4, 4)
-        first_out = (i * c_out + g * o_g) * p * 4  # C[p, o] -> out[i, g*Og + o, p]
-        d = Matrix(res + first_out, 4, p * 4) if res is not None else None
-        _emit_loop_gemm(layer, a, Matrix(wmat + g * k_g * o_g * 4, o_g * 4, 4),
-                        Matrix(out + first_out, 4, p * 4), p, k_g, o_g,
-                        bias_addr=bias_addr + g * o_g * 4 if bias_addr is not None else None,
-                        d=d, act_segments=act, repeat=n_img * groups)
-    return layer.finish(out_shape, macs=n_img * groups * p * k_g * o_g, im2col=not direct)
+    views = [] if identity else _phase_views(axes, c_out, conv.out_shape, out_shape)
+    res_copies = []
+    if d is not None:  # residual -> Y's layout (positions the crop drops stay zero)
+        for y0, y_strides, o0, o_strides, shape in views:
+            res_copies += _view_copies(hw, res + o0 * 4, o_strides, d + y0 * 4, shape, y_strides,
+                                        mem=Mem.ACCUMULATOR)
+    conv.emit(layer, x, cols, wmat, bias_addr, out if identity else y,
+              res if identity else d, act, res_copies)
+    if not identity:  # LOOP_GEMM is a barrier: Y is complete here
+        copies = []
+        for y0, y_strides, o0, o_strides, shape in views:
+            copies += _view_copies(hw, y + y0 * 4, y_strides, out + o0 * 4, shape, o_strides,
+                                    mem=Mem.ACCUMULATOR)
+        _emit_staged_copies(layer, copies)
+    return layer.finish(out_shape, macs=conv.macs, im2col=not conv.direct, sub_pixel=phases)
 
 
 def _im2col_copies(hw, x, cols, x_shape, out_hw, kernel, attrs) -> list[Copy]:

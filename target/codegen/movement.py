@@ -17,10 +17,12 @@ from .layer import AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes,
 # ----------------------------------------------------------------- DMA staging (load -> store)
 @dataclass
 class Copy:
-    """One 2-D block copied DRAM -> scratchpad -> DRAM (im2col gathers, transposes). With
-    ``index`` set, the block's rows are table rows picked by ``rows`` integer indices read
-    from that address (GATHER; ``src`` is the table's first column, ``src_row_stride`` its
-    row pitch, ``table_rows`` its length); otherwise a strided LOAD."""
+    """One 2-D block copied DRAM -> on chip -> DRAM (im2col gathers, transposes), staged in
+    the scratchpad or the fp32 accumulator (``mem``: values that must not be rounded to a bf16
+    operand dtype on the way: GEMM results rearranged, exact data movement). With ``index``
+    set, the block's rows are table rows picked by ``rows`` integer indices read from that
+    address (GATHER; ``src`` is the table's first column, ``src_row_stride`` its row pitch,
+    ``table_rows`` its length); otherwise a strided LOAD."""
 
     src: int
     src_row_stride: int
@@ -30,55 +32,56 @@ class Copy:
     dst_col_stride: int
     rows: int
     cols: int
+    mem: int = Mem.SCRATCHPAD
     index: int | None = None
     table_rows: int = 0
 
 
-def staging_rows(hw: HardwareConfig, mem: Mem = Mem.SCRATCHPAD) -> int:
+def staging_rows(hw: HardwareConfig, mem: int = Mem.SCRATCHPAD) -> int:
     """Rows per staging buffer in ``mem`` (two buffers alternate so loads overlap stores)."""
-    return (hw.sp_rows if mem == Mem.SCRATCHPAD else hw.acc_rows) // 2
+    return (hw.acc_rows if mem == Mem.ACCUMULATOR else hw.sp_rows) // 2
 
 
-def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False,
-                        mem: Mem = Mem.SCRATCHPAD) -> bool:
-    """Double-buffered LOAD/STORE pairs through ``mem``; tokens: load->store 'ready',
-    store->load 'free'. Staged through the fp32 accumulator a copy is exact on every target
-    (a bf16 scratchpad rounds what enters it).
+def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False) -> bool:
+    """Double-buffered LOAD (or GATHER) / STORE pairs, each through its copy's ``mem``; tokens:
+    load->store 'ready', store->load 'free'. Staged through the fp32 accumulator a copy is
+    exact on every target (a bf16 scratchpad rounds what enters it).
 
     Stores signal the load queue only for buffers a later copy reuses, so no token is left
     over; with ``handoff`` the last store also signals, and the caller's next load must wait
     for it (DRAM written here and read next is then ordered in time too). Returns whether a
     hand-off token is pending.
     """
-    half = staging_rows(layer.hw, mem)
     n = len(copies)
     for j, cp in enumerate(copies):
+        half = staging_rows(layer.hw, cp.mem)
         if cp.rows > half or cp.cols > layer.hw.dim:
             raise CodegenError(f"internal: copy block {cp.rows}x{cp.cols} exceeds staging buffer")
         row = (j % 2) * half
         frees = j + 2 < n or (handoff and j == n - 1)
         tokens = {"wait": bit(Queue.STORE) if j >= 2 else 0, "signal": bit(Queue.STORE)}
         if cp.index is None:
-            layer.b.emit(Op.LOAD, **tokens, dst_mem=mem, dst_row=row, dram_addr=cp.src,
+            layer.b.emit(Op.LOAD, **tokens, dst_mem=cp.mem, dst_row=row, dram_addr=cp.src,
                          rows=cp.rows, cols=cp.cols, row_stride=cp.src_row_stride,
                          col_stride=cp.src_col_stride)
         else:
-            layer.b.emit(Op.GATHER, **tokens, dst_mem=mem, dst_row=row,
+            layer.b.emit(Op.GATHER, **tokens, dst_mem=cp.mem, dst_row=row,
                          table_addr=cp.src, table_rows=cp.table_rows,
                          row_stride=cp.src_row_stride, index_addr=cp.index, rows=cp.rows,
                          cols=cp.cols)
         layer.b.emit(Op.STORE, wait=bit(Queue.LOAD), signal=bit(Queue.LOAD) if frees else 0,
-                     src_mem=mem, src_row=row, dram_addr=cp.dst, rows=cp.rows,
+                     src_mem=cp.mem, src_row=row, dram_addr=cp.dst, rows=cp.rows,
                      cols=cp.cols, row_stride=cp.dst_row_stride, col_stride=cp.dst_col_stride)
     return handoff and n > 0
 
 
 def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
-                 dst_strides=None, src_elem: int = 4, mem: Mem = Mem.SCRATCHPAD) -> list[Copy]:
+                 dst_strides=None, src_elem: int = 4, mem: int = Mem.SCRATCHPAD) -> list[Copy]:
     """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
     element strides ``src_strides`` (one per output dim; 0 broadcasts; source elements of
-    ``src_elem`` bytes; blocks sized for staging in ``mem``): transposes, broadcasts, slices
-    and concatenation are all such views."""
+    ``src_elem`` bytes): transposes, broadcasts, slices and concatenation are all such views.
+    ``mem``: the on-chip memory staging them (the fp32 accumulator moves values exactly on a
+    bf16 target)."""
     out_shape = tuple(out_shape) if len(out_shape) else (1,)
     src_strides = list(src_strides) if len(src_strides) else [0]
     dst_strides = list(dst_strides) if dst_strides is not None else _dense_strides(out_shape)
@@ -90,14 +93,15 @@ def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
     for idx in np.ndindex(*out_shape[:-2]):
         src0 = sum(i * st for i, st in zip(idx, src_strides[:-2]))
         dst0 = sum(i * st for i, st in zip(idx, dst_strides[:-2]))
-        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw, mem)), _split(0, c2, hw.dim)):
+        for (r0, r1), (c0, c1) in product(_split(0, r2, staging_rows(hw, mem)),
+                                          _split(0, c2, hw.dim)):
             copies.append(Copy(
                 src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * src_elem,
                 src_row_stride=src_strides[-2] * src_elem,
                 src_col_stride=src_strides[-1] * src_elem,
                 dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
                 dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
-                rows=r1 - r0, cols=c1 - c0))
+                rows=r1 - r0, cols=c1 - c0, mem=mem))
     return copies
 
 
@@ -122,7 +126,9 @@ def concat_program(hw: HardwareConfig, layer_id: int, operands: list, axis: int)
     out_shape[axis] = sum(sh[axis] for sh in shapes)
     out_shape = tuple(out_shape)
     layer = _Layer(hw, layer_id)
-    srcs = [layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
+    # an empty operand (e.g. an empty Split part) contributes nothing and has no region
+    srcs = [None if not int(np.prod(sh)) else
+            layer.input(value, _nbytes(sh)) if isinstance(value, Param) else layer.const(value)
             for value, sh in operands]
     out = layer.output(out_shape)
     out_strides = _dense_strides(out_shape)
@@ -210,9 +216,8 @@ def cast_program(hw: HardwareConfig, layer_id: int, shape, src_dtype: str) -> Ac
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), int(np.prod(shape, dtype=np.int64)) * elem, etype)
     out = layer.output(shape)
-    acc = Mem.ACCUMULATOR
     _emit_staged_copies(layer, _view_copies(hw, x, _dense_strides(shape), out, shape,
-                                            src_elem=elem, mem=acc), mem=acc)
+                                            src_elem=elem, mem=Mem.ACCUMULATOR))
     return layer.finish(shape, macs=0)
 
 
@@ -245,10 +250,10 @@ def gather_program(hw: HardwareConfig, layer_id: int, table: np.ndarray, index_s
     copies = [Copy(src=tab + (o * n_rows * inner + c0) * 4, src_row_stride=inner * 4,
                    src_col_stride=4, dst=out + ((o * n + r0) * inner + c0) * 4,
                    dst_row_stride=inner * 4, dst_col_stride=4, rows=r1 - r0, cols=c1 - c0,
-                   index=idx + r0 * elem, table_rows=n_rows)
+                   mem=Mem.ACCUMULATOR, index=idx + r0 * elem, table_rows=n_rows)
               for o in range(outer) for r0, r1 in _split(0, n, staging_rows(hw, Mem.ACCUMULATOR))
               for c0, c1 in _split(0, inner, hw.dim)]
-    _emit_staged_copies(layer, copies, mem=Mem.ACCUMULATOR)
+    _emit_staged_copies(layer, copies)
     return layer.finish(out_shape, macs=0)
 
 
@@ -257,3 +262,41 @@ def _elem_type(dtype: str) -> ElemType:
         return ElemType[str(dtype)]
     except KeyError:
         raise CodegenError(f"DRAM holds float32, int32 or int64 tensors, not {dtype}") from None
+
+
+def broadcast_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape) -> AcceleratorCall:
+    """``broadcast_to`` (ONNX Expand) as one DMA view: numpy broadcasting, source stride 0 over
+    the broadcast axes. Staged through the fp32 accumulator: the values move exactly on a bf16
+    target too."""
+    x_shape, out_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in out_shape)
+    padded = (1,) * (len(out_shape) - len(x_shape)) + x_shape
+    if len(padded) != len(out_shape) or any(d not in (1, o) for d, o in zip(padded, out_shape)):
+        raise CodegenError(f"broadcast: {list(x_shape)} does not broadcast to {list(out_shape)}")
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x, _broadcast_strides(x_shape, out_shape), out,
+                                            out_shape, mem=Mem.ACCUMULATOR))
+    return layer.finish(out_shape, macs=0)
+
+
+def tile_program(hw: HardwareConfig, layer_id: int, x_shape, repeats) -> AcceleratorCall:
+    """``tile`` (ONNX Tile) as one DMA view: output axis ``i`` of ``r * n`` elements is the
+    view pair (repeat ``r``: source stride 0, destination stride ``n * stride``; element
+    ``n``: the input's stride), repeats first so that each copy moves whole planes. Staged
+    through the fp32 accumulator (exact on a bf16 target)."""
+    x_shape, repeats = tuple(int(v) for v in x_shape), [int(r) for r in repeats]
+    if len(repeats) < len(x_shape) or any(r < 1 for r in repeats):
+        raise CodegenError(f"tile: repeats {repeats} for an input of shape {list(x_shape)}")
+    x_full = (1,) * (len(repeats) - len(x_shape)) + x_shape  # numpy: leading axes added
+    out_shape = tuple(r * n for r, n in zip(repeats, x_full))
+    in_strides, out_strides = _dense_strides(x_full), _dense_strides(out_shape)
+    reps = [(r, 0, n * so) for r, n, so in zip(repeats, x_full, out_strides) if r > 1]
+    view = reps + list(zip(x_full, in_strides, out_strides))
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    out = layer.output(out_shape)
+    _emit_staged_copies(layer, _view_copies(hw, x, [s for _, s, _ in view], out,
+                                            [n for n, _, _ in view], [d for _, _, d in view],
+                                            mem=Mem.ACCUMULATOR))
+    return layer.finish(out_shape, macs=0)
