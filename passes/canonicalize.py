@@ -6,7 +6,8 @@ else TVM decomposes for inference, folds constants (so transposed weights become
 constants), folds per-channel scale/shift into the GEMM anchors, turns what is left of a
 division by a constant tensor into a multiply by its reciprocal, PRelu with a slope over
 several axes (imported as a select) into ReLU arithmetic, Gather's negative-index arithmetic
-into ``take(mode="wrap")``, split into strided slices, and drops dead bindings.
+into ``take(mode="wrap")``, a cast after an integer broadcast before it, Split into strided
+slices, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
 from ._rewrite import rewrite_functions
+from .cast_before_broadcast import CastBeforeBroadcast
 from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_index_wrap import FoldIndexWrap
 from .fold_scale_shift import FoldScaleShift
@@ -118,6 +120,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             DivideByConstantAsMultiply(),
             SelectPReluAsRelu(),
             FoldIndexWrap(),
+            CastBeforeBroadcast(),
             SplitAsSlices(),
             relax.transform.DeadCodeElimination(),
         ],

@@ -21,7 +21,11 @@ LEDGER = Path(__file__).parent / "conformance_ledger.json"
 
 # Operators of support.SUPPORTED_OPS that no ONNX node case can pass, each with the reason;
 # every other claimed operator must have a passing case in the ledger.
-NO_PASSING_CASE: dict[str, str] = {}
+NO_PASSING_CASE: dict[str, str] = {
+    # every ONNX Cast case converts between float types (or from strings); the int32 / int64 ->
+    # float casts the accelerator claims are checked against ORT in tests/test_integer_inputs.py
+    "Cast": "tests/test_integer_inputs.py::test_cast_of_large_integers_is_exact",
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_every_case_has_a_status_and_reason(results):
 
 
 def test_unsupported_reasons_are_specific(results):
-    assert "non-float32" in results["test_add_uint8"].reason
+    assert "is uint8 (DRAM holds float32, int32, int64)" in results["test_add_uint8"].reason
     assert results["test_averagepool_3d_default"].reason.startswith("NotGemmOnlyError")
     # Conv weights and Clip bounds are graph inputs in the ONNX cases: bound as constants.
     assert results["test_basic_conv_with_padding"].frozen_inputs == ["W"]

@@ -119,6 +119,27 @@ def test_minilm_sentence_similarity_on_the_simulator():
     assert result.passed, result.detail
 
 
+def test_shipped_minilm_onnx_runs_gemm_only_and_accurate_by_default():
+    """The paraphrase-MiniLM-L3 ONNX as its package ships it (int64 ids and mask, embedding
+    Gathers, masked mean pooling): strict GEMM-only with no calibration given, sentence
+    embedding cosine to ORT >= 0.999 (measured 0.99998: synthetic in-vocabulary calibration)."""
+    _need("paraphrase-minilm-l3")
+    proto = pretrained.shipped_minilm()
+    seq = 16
+    compiled = nm_tvm.compile(proto, input_shapes={"input_ids": (1, seq),
+                                                   "attention_mask": (1, seq)})
+    assert compiled.host_ops == []
+    assert compiled.calibration.startswith("synthetic")
+    for sentence in ("A man is playing a guitar.", "Heavy snow closed the mountain roads."):
+        inputs = pretrained.shipped_minilm_inputs(sentence, seq)
+        assert inputs["attention_mask"].sum() < seq  # padding present and masked
+        sim = compiled.run(inputs)[3].ravel()
+        ref = pretrained._ort(proto, inputs)[3].ravel()
+        assert sim @ ref / np.linalg.norm(sim) / np.linalg.norm(ref) >= 0.999
+    with pytest.raises(ValueError, match="tokens; the model is compiled for 16"):
+        pretrained.shipped_minilm_inputs("word " * 40, seq)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ppocrv6-rec", "ppocr-cls", "pplcnet-orientation"])
 def test_vision_task_checks_on_the_simulator(name):

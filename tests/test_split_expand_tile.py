@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nm_tvm
+from nm_tvm.frontend import ModelLoadError
 from nm_tvm.target.backend.verify_gemm_only import NotGemmOnlyError
 from nm_tvm.target.codegen import CodegenError, broadcast_program, tile_program
 from nm_tvm.target.hardware import load_preset
@@ -90,14 +91,16 @@ def test_tile_is_a_repeat_view(rng, target, x_shape, repeats):
 
 def test_run_time_repeats_are_refused_by_node_name():
     """Repeats (like Expand's shape and Split's sizes) must be constants: given as a graph
-    input (int64 inputs load) the Tile is a dynamic host kernel, named in strict mode."""
+    input (int64 inputs load) the Tile's output shape depends on run-time values, refused at
+    load by node name."""
     graph = helper.make_graph(
         [helper.make_node("Tile", ["x", "r"], ["y"], name="mv")], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
          helper.make_tensor_value_info("r", TensorProto.INT64, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
-    with pytest.raises(NotGemmOnlyError, match="dyn_tile.*\\(node 'mv'\\)"):
+    with pytest.raises(ModelLoadError, match="node 'mv' produces a tensor of shape "
+                                             "\\(tile_dim_0, tile_dim_1\\) that depends on run-time"):
         nm_tvm.compile(proto, target="nm/fp32-16x16", strict=True)
 
 

@@ -1,0 +1,63 @@
+"""Inputs made up for calibration when the user gives none, suited to what each input is.
+
+Default table ranges are guesses about activations; a model fed token ids has embedding
+statistics no guess covers (MiniLM's LayerNorm variances reach 137 against a default range of
+[2^-6, 64], which costs 0.03-0.04 of sentence-embedding cosine). Such a model is calibrated
+on synthetic inputs instead: an integer input used as Gather indices takes ids drawn uniformly
+from the table's rows (the vocabulary), other integer inputs (attention masks, token types)
+are ones, float inputs standard normal. Measured on the shipped paraphrase-MiniLM-L3 ONNX:
+cosine to ORT 0.962-0.970 with default ranges, >= 0.99998 after synthetic calibration.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+N_SAMPLES = 2
+
+
+def _gather_rows(proto: onnx.ModelProto) -> dict[str, int]:
+    """Graph input -> rows of the constant table it indexes (Gather's indices input)."""
+    inits = {i.name: list(i.dims) for i in proto.graph.initializer}
+    rows = {}
+    for node in proto.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in inits:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            dims = inits[node.input[0]]
+            if dims:
+                n = dims[axis % len(dims)]
+                rows[node.input[1]] = min(rows.get(node.input[1], n), n)
+    return rows
+
+
+def has_integer_inputs(input_dtypes: dict[str, str]) -> bool:
+    return any(d.startswith("int") for d in input_dtypes.values())
+
+
+def synthetic_inputs(proto: onnx.ModelProto, input_shapes: dict[str, tuple],
+                     input_dtypes: dict[str, str], n: int = N_SAMPLES,
+                     seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``n`` input dicts for calibrating ``proto`` (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    rows = _gather_rows(proto)
+    samples = []
+    for _ in range(n):
+        sample = {}
+        for name, shape in input_shapes.items():
+            dtype = np.dtype(input_dtypes[name])
+            if dtype.kind == "f":
+                sample[name] = rng.standard_normal(shape).astype(dtype)
+            elif name in rows:
+                sample[name] = rng.integers(0, rows[name], size=shape).astype(dtype)
+            else:
+                sample[name] = np.ones(shape, dtype)
+        samples.append(sample)
+    return samples
+
+
+def describe(proto: onnx.ModelProto, input_dtypes: dict[str, str], n: int = N_SAMPLES) -> str:
+    rows = _gather_rows(proto)
+    parts = [f"{name}: ids in [0, {rows[name]})" if name in rows else
+             (f"{name}: ones" if d.startswith("int") else f"{name}: N(0, 1)")
+             for name, d in input_dtypes.items()]
+    return f"synthetic, {n} samples ({'; '.join(parts)})"
