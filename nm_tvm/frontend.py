@@ -14,6 +14,10 @@ class ModelLoadError(ValueError):
     """The model cannot be read or imported; the message says why and where."""
 
 
+class ImporterError(ModelLoadError):
+    """TVM's ONNX importer failed (often on an operator it or the accelerator cannot take)."""
+
+
 @dataclass
 class ImportedModel:
     mod: tvm.IRModule
@@ -170,7 +174,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
             fold_shape_computations(with_static_inputs(proto, shapes))))
         mod = _from_onnx_with_sources(proto, shapes)
     except Exception as err:
-        raise ModelLoadError(f"TVM's ONNX importer failed: {err}") from None
+        raise ImporterError(f"TVM's ONNX importer failed: {err}") from None
     _check_resize_align_corners(mod)
     _check_static_shapes(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,

@@ -144,9 +144,11 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
                                   config=linearize)
         with tvm_target:
             offloaded = accelerator_passes(hw, strict, linearize, probe, record)(imported.mod)
-    except (NotGemmOnlyError, frontend.ModelLoadError) as err:
+    except (NotGemmOnlyError, frontend.ImporterError) as err:
         # Name the ONNX operators and nodes behind the failure (TVM's importer or
-        # VerifyGemmOnly only see Relax ops); the Relax-level message follows.
+        # VerifyGemmOnly only see Relax ops); the Relax-level message follows. A load error of
+        # our own (input types, dynamic shapes, attribute forms) is the cause itself: raised
+        # as it is, not behind a list of operators.
         unsupported = (support.unsupported_nodes(model) if strict and not
                        isinstance(model, tvm.IRModule) else [])
         if unsupported:

@@ -154,6 +154,18 @@ def test_unsupported_input_type_is_a_load_error():
         nm_tvm.compile(proto)
 
 
+def test_strict_errors_lead_with_the_real_cause():
+    """A model that cannot load (here a FLOAT16 input) says so first, not as a list of the
+    operators outside the support table it also uses (Sin)."""
+    graph = helper.make_graph([helper.make_node("Sin", ["x"], ["y"], name="sine")], "half",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    with pytest.raises(ModelLoadError) as info:
+        nm_tvm.compile(proto)
+    assert str(info.value).startswith("input 'x' has ONNX element type FLOAT16")
+
+
 def test_integer_arithmetic_is_named_as_host_compute():
     """Integer inputs load; arithmetic on integers is not accelerator work (only Gather
     indices and Cast to float are), so strict mode names the node."""
