@@ -116,6 +116,9 @@ def test_validation_over_tolerance_exits_1(files):
     (["run", "{bad}"], "not an nm_tvm artifact"),
     (["run", "{cnn}"], "not an nm_tvm artifact"),
     (["validate", "{cnn}", "--fill-mode", "pi"], "invalid choice"),
+    (["compile", "{cnn}", "--calibrate", "nope.npz"], "input file 'nope.npz' does not exist"),
+    (["compile", "{cnn}", "--calibrate", "auto", "{cnn}"], "or one of 'auto' / 'none' alone"),
+    (["compile", "{cnn}", "--calibrate", "{bad}"], "cannot read inputs from"),
 ])
 def test_bad_arguments_and_files_give_one_line_and_exit_2(files, args, message):
     (files / "bad.onnx").write_text("this is not a model")
@@ -123,6 +126,22 @@ def test_bad_arguments_and_files_give_one_line_and_exit_2(files, args, message):
     proc = nm_tvmc(*args)
     assert proc.returncode == 2, proc.stderr
     assert message in _error_line(proc)
+
+
+def test_calibrate_option_reaches_the_compiler(files, tmp_path):
+    """--calibrate FILE... fits the tables to those inputs; 'auto' / 'none' choose synthetic
+    inputs or the default ranges; the compile summary says which."""
+    out = tmp_path / "m.tar"
+    proc = nm_tvmc("compile", files / "bert_tiny.onnx", "--calibrate", files / "bert_in.npz",
+                   files / "bert_in.npz", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "PWL table ranges: 2 given sample(s)" in proc.stdout
+    proc = nm_tvmc("compile", files / "bert_tiny.onnx", "--calibrate", "auto", "-o", out)
+    assert "PWL table ranges: synthetic, 2 samples (embeddings: N(0, 1))" in proc.stdout
+    proc = nm_tvmc("validate", files / "bert_tiny.onnx", "--calibrate", "none", "--inputs",
+                   files / "bert_in.npz", "--rtol", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    assert "PWL table ranges: default ranges" in proc.stdout
 
 
 def test_run_with_wrong_inputs_is_a_usage_error(files):

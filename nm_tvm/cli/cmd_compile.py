@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import EXIT_OK, CliError, compile_model, host_note, spinner
+from .common import EXIT_OK, CliError, host_note, spinner
+from .compiling import compile_model
 
 
 def _programs(offloaded) -> dict[int, np.ndarray]:
@@ -120,6 +121,7 @@ def cmd_compile(args, console, err_console) -> int:
             _set_manifest_field(path, "preprocess", preprocess)
     console.print(f"compiled {name} for {compiled.hw.name} in {t1 - t0:.2f} s: "
                   f"{len(compiled.layers)} accelerator layers, {host_note(compiled)}")
+    console.print(f"PWL table ranges: {compiled.calibration}")
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     out = Path(args.output)
     if "relax" in formats:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import EXIT_OK, compile_model, host_note, load_artifact, run_model
+from .common import EXIT_OK, host_note, load_artifact, run_model
+from .compiling import compile_model
 from .inputs import read_inputs
 
 

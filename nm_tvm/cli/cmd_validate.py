@@ -1,7 +1,8 @@
 """``nm-tvmc validate``: simulator vs ONNX Runtime, per output and (--per-layer) per layer."""
 from __future__ import annotations
 
-from .common import EXIT_FAIL, EXIT_OK, CliError, compile_model, host_note, progress_bar, run_model
+from .common import EXIT_FAIL, EXIT_OK, CliError, host_note, progress_bar, run_model
+from .compiling import compile_model
 from .inputs import read_inputs
 
 
@@ -36,6 +37,7 @@ def cmd_validate(args, console, err_console) -> int:
     console.print(table)
     console.print(f"{len(compiled.layers)} accelerator layers, {compiled.stats.cycles:,} cycles; "
                   f"{host_note(compiled)}")
+    console.print(f"PWL table ranges: {compiled.calibration}")
     if args.per_layer:
         ok &= _per_layer(args, console, err_console, compiled, proto, inputs, rtol)
     console.print("[green]PASS[/]" if ok else "[red]FAIL[/]")

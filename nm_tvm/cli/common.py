@@ -1,5 +1,6 @@
 """What every nm-tvmc command shares: exit codes, errors, consoles and progress, argument
-types, loading and compiling a model under the command-line options, loading artifacts."""
+types, loading a model and the pass context of the command-line options, loading artifacts
+(compiling under those options is ``compiling.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -165,21 +166,6 @@ def progress_instrument(update):
                 update(f"compiling: {info.name}")
 
     return Progress()
-
-
-def compile_model(args, err_console, spec: str):
-    """Compile ``spec`` under the options of ``args``; returns (compiled, proto, preprocess, name)."""
-    import nm_tvm
-
-    nm_tvm.resolve_target(args.target)  # a bad target is reported before the model is read
-    proto, default_shapes, preprocess, name = load_model_arg(spec)
-    shapes = dict(default_shapes or {})
-    shapes.update(getattr(args, "input_shapes", None) or {})
-    with spinner(err_console, f"compiling {name} for {args.target}") as update:
-        with pass_context(args, [progress_instrument(update)]):
-            compiled = nm_tvm.compile(proto, target=args.target, input_shapes=shapes or None,
-                                      strict=not args.allow_host_fallback)
-    return compiled, proto, preprocess, name
 
 
 def host_note(compiled) -> str:

@@ -60,6 +60,11 @@ def _add_compile_options(p, with_output: bool) -> None:
     p.add_argument("--print-ir-after", type=csv_list, metavar="PASS[,PASS]",
                    help="print the module after passes with these names (fnmatch patterns, "
                         "e.g. 'nm.*')")
+    p.add_argument("--calibrate", nargs="+", metavar="FILE",
+                   help="fit the PWL tables to these inputs: .npz / .npy files, images, or a "
+                        ".txt of sentences (one per line) for text models; 'auto' calibrates "
+                        "on synthetic inputs, 'none' keeps the default ranges (default: "
+                        "synthetic for models with integer inputs, else default ranges)")
     p.add_argument("--allow-host-fallback", action="store_true",
                    help="run operators the accelerator does not support on the host CPU and "
                         "list them (default: strict, such operators are a compile error)")
