@@ -42,7 +42,7 @@ bench: $(STAMP)
 # ASan runtime preloaded into Python. Leak checks are off (CPython and TVM keep memory at exit).
 SAN_DIR := build/sanitize
 SAN_TESTS ?= tests/test_simulator.py tests/test_fuzz.py tests/test_determinism.py tests/test_ops.py \
-  tests/test_cost_model.py
+  tests/test_cost_model.py tests/test_gather.py
 sanitize: $(STAMP)
 	cmake -S . -B $(SAN_DIR) -DNM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DPython_EXECUTABLE=$(abspath $(PY)) >/dev/null

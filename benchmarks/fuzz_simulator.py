@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from nm_tvm.target.isa import (FIELDS, HEADER_INDEX, HEADER_WORDS, INSTR_WORDS, OPERAND_BASE,
-                               REGION_INDEX, REGION_WORDS, MachineParams, Mem, Op,
+                               REGION_INDEX, REGION_WORDS, ElemType, MachineParams, Mem, Op,
                                ProgramBuilder, Queue, RegionKind, VecOp, bit)
 
 F32 = np.float32
@@ -114,6 +114,9 @@ def _codegen_seeds() -> list[np.ndarray]:
             cg.reduce_max_program(hw, 10, (2, 3, 9), [2], True),
             cg.concat_program(hw, 11, [(cg.Param(0), (2, 3)), (cg.Param(1), (2, 5))], 1),
             cg.strided_slice_program(hw, 12, (4, 9), [1, 0], [4, 9], [2, 3]),
+            cg.gather_program(hw, 13, rng.standard_normal((50, 20)), (3, 4), "int64"),
+            cg.gather_program(hw, 14, rng.standard_normal((6, 9, 5)), (7,), "int32", axis=1),
+            cg.cast_program(hw, 15, (3, 11), "int64"),
         )]
     return out
 
@@ -130,7 +133,8 @@ def _random_program(rng) -> np.ndarray:
                                 pwl=int(rng.integers(2, 32)),
                                 dtype=str(rng.choice(["float32", "bfloat16"]))))
     for _ in range(int(rng.integers(0, 4))):
-        b.region(int(rng.integers(1, 64)) * 4, RegionKind(int(rng.integers(0, len(RegionKind)))))
+        b.region(int(rng.integers(1, 64)) * 4, RegionKind(int(rng.integers(0, len(RegionKind)))),
+                 ElemType(int(rng.choice(len(ElemType), p=[0.7, 0.15, 0.15][:len(ElemType)]))))
     for _ in range(int(rng.integers(0, 12))):
         op = Op(int(rng.integers(min(Op), max(Op) + 1)))
         vals = {name: int(rng.choice(SPECIALS[:20])) if rng.random() < 0.5 else
@@ -198,7 +202,8 @@ def mutate(seed: np.ndarray, rng) -> np.ndarray:
 
 
 def args_for(program: np.ndarray, rng) -> list[np.ndarray]:
-    """One fp32 tensor per argument region of the (possibly corrupt) region table."""
+    """One tensor per argument region of the (possibly corrupt) region table, of the region's
+    element type (random indices, some out of range, for integer regions)."""
     if len(program) < HEADER_WORDS:
         return [np.zeros(4, F32)]
     n = int(program[N_REGIONS])
@@ -209,12 +214,18 @@ def args_for(program: np.ndarray, rng) -> list[np.ndarray]:
         base = HEADER_WORDS + r * REGION_WORDS
         size = int(program[base + REGION_INDEX["size"]])
         kind = int(program[base + REGION_INDEX["kind"]])
+        dtype = int(program[base + REGION_INDEX["dtype"]])
         if kind != int(RegionKind.ARGUMENT):
             continue
-        elems = size // 4 if 0 <= size <= MAX_ARG_BYTES else 3
+        np_type = {int(ElemType.int32): np.int32, int(ElemType.int64): np.int64}.get(dtype, F32)
+        itemsize = np.dtype(np_type).itemsize
+        elems = size // itemsize if 0 <= size <= MAX_ARG_BYTES else 3
         if rng.random() < 0.05:
             elems += 1  # wrong size: must be refused
-        out.append(rng.standard_normal(max(elems, 0)).astype(F32))
+        if np_type is F32:
+            out.append(rng.standard_normal(max(elems, 0)).astype(F32))
+        else:
+            out.append(rng.integers(-70, 70, size=max(elems, 0)).astype(np_type))
     return out
 
 
