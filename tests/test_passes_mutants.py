@@ -41,8 +41,7 @@ def module(body, *shapes):
 def run(mod, *inputs):
     vm = relax.VirtualMachine(relax.build(mod, target="llvm"), tvm.cpu())
     out = vm["main"](*[tvm.runtime.tensor(np.asarray(a, F32)) for a in inputs])
-    return [o.numpy() for o in out] if isinstance(out, (list, tuple)) or hasattr(out, "__len__") \
-        and not hasattr(out, "numpy") else out.numpy()
+    return out.numpy() if hasattr(out, "numpy") else [o.numpy() for o in out]
 
 
 def ops(mod) -> list[str]:
@@ -449,3 +448,57 @@ def test_linearize_probe_exposes_table_inputs():
     np.testing.assert_allclose(shifted, z, rtol=1e-6)
     np.testing.assert_allclose(total, np.exp(z).sum(-1, keepdims=True), rtol=1e-5)
     np.testing.assert_allclose(y, np.exp(z) / np.exp(z).sum(-1, keepdims=True), rtol=1e-5)
+
+
+def test_expose_probes_by_identity_and_by_unique_name():
+    from nm_tvm.passes.calibration_probes import _leaves, expose_probes
+    x = np.linspace(-1, 1, 6, dtype=F32).reshape(2, 3)
+
+    ty = relax.TensorType((2, 3), "float32")
+    a = relax.Var("x0", ty)
+    e, d1, d2 = relax.DataflowVar("e", ty), relax.DataflowVar("dup", ty), relax.DataflowVar("dup", ty)
+    gv = relax.Var("gv", ty)
+    block = relax.DataflowBlock([relax.VarBinding(e, relax.op.exp(a)),
+                                 relax.VarBinding(d1, relax.op.negative(e)),
+                                 relax.VarBinding(d2, relax.op.negative(d1)),
+                                 relax.VarBinding(gv, relax.op.add(d2, e))])
+    mod = relax.transform.Normalize()(tvm.IRModule(
+        {"main": relax.Function([a], relax.SeqExpr([block], gv), ty)}))
+    main = mod["main"]
+    assert [b.var.name for b in main.body.blocks[0].bindings].count("dup") == 2
+    probes = [("p#0", main.params[0]), ("p#1", relax.Var("e", ty)), ("p#2", relax.Var("dup", ty)),
+              ("p#3", relax.Var("nowhere", ty))]
+    out, rec = expose_probes(mod, probes)
+    assert list(rec.ids) == ["p#0", "p#1"] and rec.n_outputs == 1
+    y, px, pe = run(out, x)
+    np.testing.assert_allclose(y, 2 * np.exp(x), rtol=1e-6)
+    np.testing.assert_array_equal(px, x)
+    np.testing.assert_allclose(pe, np.exp(x), rtol=1e-6)
+    t = relax.TensorType((1,), "float32")
+    assert _leaves(t) == 1
+    assert _leaves(relax.TupleType([t, relax.TupleType([t, t, t]), relax.TupleType([])])) == 4
+
+
+def test_expose_probes_counts_tuple_outputs():
+    from nm_tvm.passes.calibration_probes import expose_probes
+    x = np.arange(6, dtype=F32).reshape(2, 3)
+
+    bb = relax.BlockBuilder()
+    a = relax.Var("x0", relax.TensorType(x.shape, "float32"))
+    with bb.function("main", [a]):
+        with bb.dataflow():
+            e = bb.emit(relax.op.exp(a), name_hint="e")
+            n = bb.emit(relax.op.negative(a), name_hint="n")
+            out = bb.emit_output(relax.Tuple([e, n]))
+        bb.emit_func_output(out)
+    mod = relax.transform.Normalize()(bb.get())
+    out, rec = expose_probes(mod, [("q#0", relax.Var("n", relax.TensorType(x.shape, "float32")))])
+    assert list(rec.ids) == ["q#0"] and rec.n_outputs == 2
+    vm = relax.VirtualMachine(relax.build(out, target="llvm"), tvm.cpu())
+    flat = []
+    walk = lambda v: flat.append(v.numpy()) if hasattr(v, "numpy") else [walk(f) for f in v]
+    walk(vm["main"](tvm.runtime.tensor(x)))
+    assert len(flat) == 3  # the model's two outputs, then the probe
+    np.testing.assert_allclose(flat[0], np.exp(x), rtol=1e-6)
+    np.testing.assert_array_equal(flat[1], -x)
+    np.testing.assert_array_equal(flat[2], -x)
