@@ -502,3 +502,31 @@ def test_expose_probes_counts_tuple_outputs():
     np.testing.assert_allclose(flat[0], np.exp(x), rtol=1e-6)
     np.testing.assert_array_equal(flat[1], -x)
     np.testing.assert_array_equal(flat[2], -x)
+
+
+def test_table_registry_uses_ranges_samples_and_floor():
+    from nm_tvm.passes.pwl_tables import PLOT_POINTS, TableRegistry
+    from nm_tvm.pwl import fit
+    samples = np.random.default_rng(13).uniform(-3.0, -2.5, 500)
+    cfg = LinearizeConfig(segments=16, ranges={"exp#0": (-4.0, 0.0), "exp": (-9.0, 1.0)},
+                          samples={"exp#0": samples})
+    reg = TableRegistry(cfg)
+    t0 = reg.fitted("exp", np.exp, (-8.0, 8.0))
+    np.testing.assert_array_equal(t0.to_array(), fit(np.exp, -4.0, 0.0, 16, samples=samples,
+                                                     name="exp").to_array())
+    assert not np.array_equal(t0.to_array(), fit(np.exp, -4.0, 0.0, 16, name="exp").to_array())
+    t1 = reg.fitted("exp", np.exp, (-8.0, 8.0), floor=-2.0)  # key range, cut at the floor
+    np.testing.assert_array_equal(t1.to_array(), fit(np.exp, -2.0, 1.0, 16).to_array())
+    rec = reg.records
+    assert [r["id"] for r in rec] == ["exp#0", "exp#1"]
+    assert (rec[1]["lo"], rec[1]["hi"]) == (-2.0, 1.0)
+    grid, values = rec[1]["grid"]
+    assert len(grid) == PLOT_POINTS and grid[0] == -2.0 and grid[-1] == 1.0
+    np.testing.assert_allclose(values, np.exp(grid))
+    assert rec[0]["limit"] >= rec[0]["max_err"] > 0
+    assert sorted(reg.functions) == ["exp#0", "exp#1"]
+    with pytest.raises(ValueError, match="exact table for pl needs 3 segments; the target's "
+                                         "PWL memory holds 2 per table"):
+        TableRegistry(LinearizeConfig(max_table_entries=2)).exact(
+            "pl", PL.identity().maximum(PL.constant(0.0)).scale(-1).maximum(
+                PL.constant(-1.0)).scale(-1))
