@@ -530,3 +530,33 @@ def test_table_registry_uses_ranges_samples_and_floor():
         TableRegistry(LinearizeConfig(max_table_entries=2)).exact(
             "pl", PL.identity().maximum(PL.constant(0.0)).scale(-1).maximum(
                 PL.constant(-1.0)).scale(-1))
+
+
+def test_function_keys_and_default_ranges():
+    from nm_tvm.passes.linearize import _function_key
+    x = relax.Var("x", relax.TensorType((2,), "float32"))
+    c = const(2.0)
+    key = lambda *calls: _function_key(list(calls))  # noqa: E731
+    assert key(relax.op.exp(x), relax.op.multiply(c, x), relax.op.exp(x)) == "exp"
+    assert key(relax.op.tanh(x), relax.op.exp(x), relax.op.subtract(c, x)) == "tanh+exp"
+    assert key(relax.op.divide(c, x)) == "reciprocal"
+    assert key(relax.op.divide(x, c)) == "pl"
+    assert key(relax.op.nn.relu(x), relax.op.abs(x), relax.op.power(x, const(0.5))) == "power"
+    assert key(relax.op.log(x), relax.op.divide(c, x)) == "log+reciprocal"
+    for body, rng in ((lambda bb, a: relax.op.add(bb.emit(relax.op.log(a)), const(1.0)),
+                       (2.0 ** -10, 64.0)),
+                      (lambda bb, a: relax.op.add(bb.emit(relax.op.exp(a)), const(1.0)),
+                       (-8.0, 8.0))):
+        _, _, rec = linearized(body, (2, 4))
+        assert (rec.tables[0]["lo"], rec.tables[0]["hi"]) == rng
+
+
+def test_fused_table_keeps_the_binding_name():
+    def body(bb, a, b):
+        act = bb.emit(relax.op.tanh(bb.emit(relax.op.exp(a))), name_hint="act")
+        return relax.op.multiply(act, b)
+
+    _, out, _ = linearized(body, (2, 4), (2, 4))
+    names = [bd.var.name for blk in out["main"].body.blocks for bd in blk.bindings
+             if isinstance(bd.value, relax.Call) and bd.value.op.name == "relax.call_dps_packed"]
+    assert names == ["act"]
