@@ -560,3 +560,24 @@ def test_fused_table_keeps_the_binding_name():
     names = [bd.var.name for blk in out["main"].body.blocks for bd in blk.bindings
              if isinstance(bd.value, relax.Call) and bd.value.op.name == "relax.call_dps_packed"]
     assert names == ["act"]
+
+
+def test_fold_divide_without_bias_leaves_no_bias_add():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 5)).astype(F32)
+    w = rng.standard_normal((5, 3)).astype(F32)
+    s = rng.uniform(0.5, 2, 3).astype(F32)
+    out = FoldScaleShift()(module(lambda bb, a: relax.op.divide(
+        bb.emit(relax.op.matmul(a, const(w))), const(s)), x.shape))
+    assert ops(out) == ["relax.matmul"]
+    np.testing.assert_allclose(run(out, x), (x @ w) / s, rtol=1e-5)
+
+
+def test_elementwise_kind_documented_values():
+    x = relax.Var("x", relax.TensorType((2,), "float32"))
+    assert sf.elementwise_kind(relax.op.exp(x)) == "unary"
+    assert sf.elementwise_kind(relax.op.clip(x, 0.0, 1.0)) == "unary"
+    assert sf.elementwise_kind(relax.op.nn.leakyrelu(x, 0.2)) == "unary"
+    assert sf.elementwise_kind(relax.op.add(x, x)) == "binary"
+    assert sf.elementwise_kind(relax.op.nn.softmax(x)) is None
+    assert sf.elementwise_kind(x) is None
