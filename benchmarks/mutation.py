@@ -618,6 +618,18 @@ def render_md(data: dict) -> str:
             out.append(f"| {f} | {sm['n']} | {sm['seed']} | {sm['population']} | {m['killed']} | "
                        f"{m['survived']} | {m['timeout']} | {m['no_tests']} | {score} | "
                        f"{100 * lo:.1f}-{100 * hi:.1f}% | {m['measured']} |")
+        groups: dict = {}
+        for m in data["sampled"].values():
+            g = groups.setdefault(m["group"], [0, 0, m["sampled"]])
+            g[0] += m["killed"] + m["timeout"] + m["segfault"]
+            g[1] += m["total"] - m["not_checked"]
+        out += [""]
+        for name, (done, checked, sm) in sorted(groups.items()):
+            lo, hi = wilson(done, checked)
+            out.append(f"- group {name}, SAMPLED estimate ({sm['n']} of {sm['population']} "
+                       f"mutants, seed {sm['seed']}): {done} / {checked} killed = "
+                       f"{100 * done / checked:.1f}%, 95% Wilson interval "
+                       f"{100 * lo:.1f}-{100 * hi:.1f}%")
     out += ["", "Runs (latest last):", ""]
     for r in data["runs"][-8:]:
         kind = r.get("kind", "full")
