@@ -363,6 +363,9 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool,
             ppath = to_package_path(f)
             meta = meta_of(wd, ppath)
             codes = meta.get("exit_code_by_key", {})
+            prefix = ppath[:-3].replace("/", ".") + "."
+            if not any(k.startswith(prefix) for k in current):
+                continue  # no mutant of this file (in the sample)
             if not codes:
                 sys.exit(f"mutation: no previous run of {f} in {wd.relative_to(ROOT)}; "
                          "run it in full first")
