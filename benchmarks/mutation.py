@@ -13,7 +13,9 @@ module's score. ``--rerun-survivors`` re-checks only the mutants that survived (
 tests) in the last run in the staging folder, plus every mutant of a function edited since, and
 merges them into that run's results: valid while tests were only added or tightened (a kill
 stays a kill);
-mutmut resets every result when the pool of test files changes, which is refused.
+mutmut resets every result when the pool of test files changes, which is refused. With
+``--sample N --seed S`` too it re-checks only the survivors of that sample (the same mutants:
+same N, seed and mutant population), so a sampled score can be updated after new tests.
 
 Results merge into benchmarks/results/mutation.json (per module killed / survived / timeout /
 no tests / not mutated, and every survivor as file:line plus the mutation's diff);
@@ -35,7 +37,10 @@ mutmut's own forced-fail run (every trampoline raises) must make the tests fail.
 
 Decorated functions (other than staticmethod / classmethod) are skipped by mutmut 3 itself;
 they are listed per module as "not mutated" (never counted as killed), as are lines under
-``# pragma: no mutate``.
+``# pragma: no mutate``. Top-level classes and functions whose decorators are all in
+POST_DECORATE (TVM's module_pass / mutator wrappers, accelerator_op, register_error) are staged
+as ``X = deco(X)`` after the definition instead, so that mutmut mutates them: mutmut cannot
+trampoline the methods of a class its decorator replaces by a wrapper.
 """
 from __future__ import annotations
 
@@ -74,19 +79,26 @@ GROUPS = {
         "mutate": ["target/codegen/*.py", "target/backend/*.py"],
         "tests": ["tests/test_ops.py", "tests/test_simulator.py", "tests/test_timing.py",
                   "tests/test_bad_inputs.py", "tests/test_layer_names.py",
-                  "tests/test_differential.py", "tests/test_conformance.py"],
+                  "tests/test_differential.py", "tests/test_conformance.py",
+                  "tests/test_codegen_mutants.py"],
     },
     "passes": {
         "mutate": ["passes/*.py"],
         "tests": ["tests/test_linearize.py", "tests/test_ops.py", "tests/test_bad_inputs.py",
                   "tests/test_differential.py", "tests/test_conformance.py",
-                  "tests/test_layer_names.py", "tests/test_end_to_end.py"],
+                  "tests/test_layer_names.py", "tests/test_end_to_end.py",
+                  "tests/test_passes_mutants.py"],
     },
 }
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-m", "not slow"]
-# Per-mutant CPU-time limit: 2 * multiplier * (the clean run time of its tests + constant).
+# Per-mutant CPU-time limit: 2 * multiplier * (the clean run time of its tests + constant);
+# mutmut also stops a mutant after multiplier * (that time + constant) of wall time. Each mutant
+# re-collects its test files in a fresh pytest: the codegen / passes pools (conformance,
+# differential, end-to-end) take 10-20 s to collect, more on a shared machine, which a constant
+# of 5 s turned into false timeouts (counted as kills); those groups get a larger constant.
 TIMEOUT_MULTIPLIER = 3.0
 TIMEOUT_CONSTANT = 5.0
+TIMEOUT_CONSTANT_BY_GROUP = {"codegen": 60.0, "passes": 60.0}
 SITECUSTOMIZE = '''\
 # Written by benchmarks/mutation.py: drop the editable install's finder so that nm_tvm.* is
 # imported from mutmut's mutants/ copy (on PYTHONPATH), not from the checkout.
@@ -142,9 +154,47 @@ def select(mutate: list[str]) -> dict[str, list[str]]:
     return chosen
 
 
-def sync(src: Path, dst: Path, skip=("__pycache__", "csrc", "results")) -> None:
+# Decorators that replace a class by a wrapper (TVM's pass / mutator wrappers) or register a
+# function: mutmut 3 cannot trampoline the methods of such a class (it reads them back from the
+# name after the class statement, which is then the wrapper), and skips decorated functions. The
+# staged copy applies them after the definition instead (``X = deco(X)``, the same object the
+# decorator syntax binds), so their bodies are mutated too. Caching decorators (lru_cache) stay:
+# a cache filled before mutmut forks would hide a mutant.
+POST_DECORATE = {"tvm.transform.module_pass", "relax.expr_functor.mutator",
+                 "tvm_ffi.register_error", "accelerator_op"}
+
+
+def _decorator_name(node: ast.expr) -> str:
+    return ast.unparse(node.func if isinstance(node, ast.Call) else node)
+
+
+def post_decorated(source: str) -> str:
+    """``source`` with each top-level POST_DECORATE decorator moved after its definition; the
+    decorator lines become comments and one line per definition follows it, so line numbers
+    inside the definitions shift by at most the number of definitions before them."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    inserts = []  # (after line, text)
+    for node in tree.body:
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef)) or not node.decorator_list:
+            continue
+        if not all(_decorator_name(d) in POST_DECORATE for d in node.decorator_list):
+            continue
+        expr = node.name
+        for d in reversed(node.decorator_list):
+            expr = f"({ast.get_source_segment(source, d)})({expr})"
+            for i in range(d.lineno - 1, d.end_lineno):
+                lines[i] = "# (decorator applied after the definition: benchmarks/mutation.py)\n"
+        inserts.append((node.end_lineno, f"{node.name} = {expr}\n"))
+    for after, text in sorted(inserts, reverse=True):
+        lines.insert(after, text)
+    return "".join(lines)
+
+
+def sync(src: Path, dst: Path, skip=("__pycache__", "csrc", "results"),
+         transform=None) -> None:
     """Mirror src into dst, copying only changed files (keeps mtimes, so mutmut regenerates
-    mutants only for sources that changed)."""
+    mutants only for sources that changed); ``transform``: applied to the text of .py files."""
     dst.mkdir(parents=True, exist_ok=True)
     names = {p.name for p in src.iterdir() if p.name not in skip}
     for p in dst.iterdir():
@@ -153,7 +203,11 @@ def sync(src: Path, dst: Path, skip=("__pycache__", "csrc", "results")) -> None:
     for name in sorted(names):
         s, d = src / name, dst / name
         if s.is_dir():
-            sync(s, d, skip)
+            sync(s, d, skip, transform)
+        elif transform is not None and s.suffix == ".py":
+            text = transform(s.read_text())
+            if not d.exists() or d.read_text() != text:
+                d.write_text(text)  # now: newer than any mutants mutmut made from it
         elif not d.exists() or not filecmp.cmp(s, d, shallow=False):
             shutil.copy2(s, d)
 
@@ -176,7 +230,8 @@ def stage(group: str, files: list[str], max_children: int) -> Path:
     pmap = package_map()
     for pkg, src in sorted(pmap.items(), key=lambda kv: kv[0].count("/")):
         sync(ROOT / src, wd / pkg, skip=("__pycache__", "csrc") + tuple(
-            Path(p).name for p in pmap if p != pkg and p.startswith(pkg + "/")))
+            Path(p).name for p in pmap if p != pkg and p.startswith(pkg + "/")),
+            transform=post_decorated)
     lib = simulator_library()
     shutil.copy2(lib, wd / "nm_tvm" / "target" / lib.name)
     sync(ROOT / "tests", wd / "tests")
@@ -203,7 +258,7 @@ def stage(group: str, files: list[str], max_children: int) -> Path:
         f"pytest_add_cli_args_test_selection = {q(pool)}",
         f"pytest_add_cli_args = {q(PYTEST_ARGS)}",
         f"timeout_multiplier = {TIMEOUT_MULTIPLIER}",
-        f"timeout_constant = {TIMEOUT_CONSTANT}",
+        f"timeout_constant = {TIMEOUT_CONSTANT_BY_GROUP.get(group, TIMEOUT_CONSTANT)}",
         "use_git_change_detection = false",
         "use_setproctitle = false",
         "",
@@ -298,14 +353,19 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool,
         names = chosen
         print(f"[{group}] sampled {len(chosen)} of {len(population)} mutants (seed {seed})",
               flush=True)
-    elif rerun_survivors:
+    if rerun_survivors:
         hashes: dict = {}
         current = all_mutants(wd, files, hashes)
+        if chosen is not None:  # a sampled run again: only its mutants are looked at
+            current = [k for k in current if k in set(chosen)]
         names = []
         for f in files:
             ppath = to_package_path(f)
             meta = meta_of(wd, ppath)
             codes = meta.get("exit_code_by_key", {})
+            prefix = ppath[:-3].replace("/", ".") + "."
+            if not any(k.startswith(prefix) for k in current):
+                continue  # no mutant of this file (in the sample)
             if not codes:
                 sys.exit(f"mutation: no previous run of {f} in {wd.relative_to(ROOT)}; "
                          "run it in full first")
@@ -320,8 +380,8 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool,
                 if (fn in changed or k not in codes or STATUS.get(codes[k], "suspicious") in (
                         "survived", "no_tests", "suspicious", "not_checked")):
                     names.append(k)
-        print(f"[{group}] re-checking {len(names)} mutants: previous survivors, unchecked ones "
-              "and those of functions edited since", flush=True)
+        print(f"[{group}] re-checking {len(names)} mutants{' of the sample' if chosen else ''}: "
+              "previous survivors, unchecked ones and those of functions edited since", flush=True)
     if resume:
         names = []
         for f in files:
@@ -348,6 +408,7 @@ def run_group(group: str, files: list[str], max_children: int, resume: bool,
         result["rerun_survivors"] = len(names)
         stale = {f: m["not_checked"] for f, m in result["modules"].items() if m["not_checked"]}
         if stale:  # mutmut reset results (pool of tests or config changed): no full picture
+            # (a sampled re-check: the same seed's sample without RERUN checks it afresh)
             sys.exit(f"mutation: after re-checking survivors some mutants have no result "
                      f"({stale}); mutmut reset them (test pool changed?) -- run in full")
     return result
@@ -375,8 +436,13 @@ def function_lines(source: str) -> dict[tuple[str | None, str], int]:
 def not_mutated(source: str) -> list[dict]:
     """Functions mutmut 3 leaves alone: decorated by anything but staticmethod/classmethod."""
     rows = []
+    top = {n.name for n in ast.parse(source).body
+           if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.decorator_list
+           and all(_decorator_name(d) in POST_DECORATE for d in n.decorator_list)}
     for (cls, name), node in function_lines(source).items():
         decos = [ast.unparse(d) for d in node.decorator_list]
+        if cls is None and name in top:
+            continue  # staged as ``name = deco(name)``: mutated
         if decos and not (len(decos) == 1 and decos[0] in ("staticmethod", "classmethod")):
             rows.append({"function": f"{cls + '.' if cls else ''}{name}", "line": node.lineno,
                          "lines": node.end_lineno - node.lineno + 1,
@@ -485,6 +551,8 @@ def merge(results: list[dict], json_path: Path, md_path: Path, started: float) -
             m["tests_pool"] = r["tests"]
             m["measured"] = time.strftime("%Y-%m-%d %H:%M")
             if sampled:  # an estimate: kept apart, never a module's (full-run) score
+                if not m["total"]:
+                    continue  # no mutant of this module in the sample
                 m["sampled"] = sampled
                 data.setdefault("sampled", {})[f] = m
             else:
@@ -493,7 +561,8 @@ def merge(results: list[dict], json_path: Path, md_path: Path, started: float) -
         if r.get("rerun_survivors") is not None:
             n = r["rerun_survivors"]
         run = {"group": r["group"], "modules": sorted(r["modules"]),
-               "kind": "sampled" if sampled else
+               "kind": ("sampled-rerun" if r.get("rerun_survivors") is not None else "sampled")
+               if sampled else
                "rerun-survivors" if r.get("rerun_survivors") is not None else "full",
                "mutants_run": n, "wall_s": r["wall_s"],
                "mutants_per_minute": round(60 * n / r["wall_s"], 1) if r["wall_s"] else None,
@@ -507,6 +576,7 @@ def merge(results: list[dict], json_path: Path, md_path: Path, started: float) -
     data["tool"] = f"mutmut {mutmut.__version__}"
     data["settings"] = {"pytest_args": PYTEST_ARGS, "timeout_multiplier": TIMEOUT_MULTIPLIER,
                         "timeout_constant": TIMEOUT_CONSTANT,
+                        "timeout_constant_by_group": TIMEOUT_CONSTANT_BY_GROUP,
                         "groups": {g: v["mutate"] for g, v in GROUPS.items()}}
     tot = {k: sum(m[k] for m in data["modules"].values())
            for k in ("killed", "survived", "timeout", "no_tests", "segfault", "not_checked",
@@ -551,15 +621,34 @@ def render_md(data: dict) -> str:
             out.append(f"| {f} | {sm['n']} | {sm['seed']} | {sm['population']} | {m['killed']} | "
                        f"{m['survived']} | {m['timeout']} | {m['no_tests']} | {score} | "
                        f"{100 * lo:.1f}-{100 * hi:.1f}% | {m['measured']} |")
+        groups: dict = {}
+        for m in data["sampled"].values():
+            g = groups.setdefault(m["group"], [0, 0, m["sampled"]])
+            g[0] += m["killed"] + m["timeout"] + m["segfault"]
+            g[1] += m["total"] - m["not_checked"]
+        out += [""]
+        for name, (done, checked, sm) in sorted(groups.items()):
+            lo, hi = wilson(done, checked)
+            out.append(f"- group {name}, SAMPLED estimate ({sm['n']} of {sm['population']} "
+                       f"mutants, seed {sm['seed']}): {done} / {checked} killed = "
+                       f"{100 * done / checked:.1f}%, 95% Wilson interval "
+                       f"{100 * lo:.1f}-{100 * hi:.1f}%")
     out += ["", "Runs (latest last):", ""]
     for r in data["runs"][-8:]:
         kind = r.get("kind", "full")
         what = {"full": "", "rerun-survivors": " (re-check of the previous survivors)",
+                "sampled-rerun": f" (re-check of the survivors of the SAMPLED run, {r.get('n')} "
+                                 f"of {r.get('population')}, seed {r.get('seed')}: " + ", ".join(
+                                     f"{f} {100 * v['score']:.1f}% [{100 * v['interval95'][0]:.1f}"
+                                     f", {100 * v['interval95'][1]:.1f}]"
+                                     for f, v in r.get("scores", {}).items()
+                                     if v["score"] is not None) + ")",
                 "sampled": f" (SAMPLED: {r.get('n')} of {r.get('population')}, seed "
                            f"{r.get('seed')}: " + ", ".join(
                                f"{f} {100 * v['score']:.1f}% [{100 * v['interval95'][0]:.1f}, "
                                f"{100 * v['interval95'][1]:.1f}]"
-                               for f, v in r.get("scores", {}).items()) + ")"}[kind]
+                               for f, v in r.get("scores", {}).items()
+                               if v["score"] is not None) + ")"}[kind]
         out.append(f"- {r['at']} {r['group']}: {r['mutants_run']} mutants in {r['wall_s']:.0f} s "
                    f"({r['mutants_per_minute']} / min){what}")
     notes = data.get("review", {})  # written by hand into mutation.json, kept across runs
@@ -586,8 +675,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=RESULTS / "mutation.json")
     ap.add_argument("--md", type=Path, default=RESULTS / "mutation.md")
     args = ap.parse_args(argv)
-    if sum([args.sample is not None, args.rerun_survivors, args.resume]) > 1:
-        ap.error("--sample, --rerun-survivors and --resume exclude each other")
+    if args.resume and (args.sample is not None or args.rerun_survivors):
+        ap.error("--resume excludes --sample and --rerun-survivors")
     if args.sample is not None and args.sample < 1:
         ap.error("--sample needs N >= 1")
     started = time.time()
