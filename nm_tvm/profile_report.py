@@ -25,9 +25,11 @@ def rows_with_total(stats: RunStats, by_node: bool = False) -> list[dict]:
 
 
 def write_csv(stats: RunStats, path: str | Path, by_node: bool = False) -> None:
-    rows = rows_with_total(stats, by_node)
+    """A plain CSV (header row, then one row per layer or node and a TOTAL row) that
+    csv.DictReader and numpy read as is; the target is a column, the energy table's source is
+    in the JSON report."""
+    rows = [{**row, "target": stats.hw.name} for row in rows_with_total(stats, by_node)]
     with open(path, "w", newline="") as fh:
-        fh.write(f"# target {stats.hw.name}; energy table: {stats.hw.energy_source}\n")
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -28,6 +28,21 @@ class HardwareConfigError(ValueError):
 
 # The simulator's limits for queue depth and DMAs in flight (target/isa_spec.json).
 MAX_QUEUE_DEPTH = LIMITS["max_queue_depth"]
+# The smallest PWL memory any model with a fitted table can use: the 1-entry negation table of
+# subtract / minimum layers plus a one-segment fitted table with its six asymptote entries
+# (nm_tvm/pwl.py OUTER_SEGMENTS; pinned by tests/test_hardware.py).
+MIN_PWL_ENTRIES = 8
+# Every field a hardware description may have ("name" and "description" are free text).
+KNOWN_FIELDS = {
+    "name": None, "description": None,
+    "pe_array": {"rows", "cols", "dataflow"},
+    "dtypes": {"operand", "accumulator"},
+    "memories": {"scratchpad_kib", "accumulator_kib", "pwl_table_entries", "dram_mib",
+                 "dram_bandwidth_bytes_per_cycle", "dram_latency_cycles"},
+    "control": {"queue_depth", "dma_in_flight"},
+    "clock_mhz": None,
+    "energy": {"source", *ENERGY_FIELDS},
+}
 MAX_DMA_IN_FLIGHT = LIMITS["max_dma_in_flight"]
 
 
@@ -114,6 +129,7 @@ class HardwareConfig:
     def from_dict(cls, raw: Any, source: str = "<dict>") -> "HardwareConfig":
         if not isinstance(raw, dict):
             raise HardwareConfigError(f"{source}: top level must be a JSON object")
+        _check_known_fields(raw, source)
         try:
             rows = _positive(raw, "pe_array.rows", integer=True)
             cols = _positive(raw, "pe_array.cols", integer=True)
@@ -161,9 +177,11 @@ class HardwareConfig:
                 raise HardwareConfigError(
                     f"{source}: field 'control.{field}' ({getattr(cfg, field)}) must be at most "
                     f"{limit}")
-        if cfg.pwl_entries < 2:
+        if cfg.pwl_entries < MIN_PWL_ENTRIES:
             raise HardwareConfigError(
-                f"{source}: field 'memories.pwl_table_entries' must be >= 2 (ReLU needs 2)")
+                f"{source}: field 'memories.pwl_table_entries' ({cfg.pwl_entries}) must be at "
+                f"least {MIN_PWL_ENTRIES}: the negation table (1) and the smallest fitted table "
+                "(one segment and six asymptote entries)")
         return cfg
 
     @classmethod
@@ -206,6 +224,25 @@ class HardwareConfig:
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def _check_known_fields(raw: dict, source: str) -> None:
+    """A misspelt field ("colums") is an error naming it, not silently ignored."""
+    import difflib
+
+    def unknown(path: str, names) -> None:
+        close = difflib.get_close_matches(path.rsplit(".", 1)[-1], list(names), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise HardwareConfigError(f"{source}: unknown field '{path}'{hint}")
+
+    for key, value in raw.items():
+        if key not in KNOWN_FIELDS:
+            unknown(key, KNOWN_FIELDS)
+        children = KNOWN_FIELDS[key]
+        if children is not None and isinstance(value, dict):
+            for sub in value:
+                if sub not in children:
+                    unknown(f"{key}.{sub}", children)
 
 
 def load_preset(name: str) -> HardwareConfig:

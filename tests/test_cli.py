@@ -117,6 +117,8 @@ def test_validation_over_tolerance_exits_1(files):
     (["run", "{cnn}"], "not an nm_tvm artifact"),
     (["validate", "{cnn}", "--fill-mode", "pi"], "invalid choice"),
     (["compile", "{cnn}", "--calibrate", "nope.npz"], "input file 'nope.npz' does not exist"),
+    (["run", "{cnn}", "--print-top", "-3"], "--print-top: -3 must be at least 1"),
+    (["validate", "{cnn}", "--rtol", "-1"], "--rtol: -1 must be a positive, finite number"),
     (["compile", "{cnn}", "--calibrate", "auto", "{cnn}"], "or one of 'auto' / 'none' alone"),
     (["compile", "{cnn}", "--calibrate", "{bad}"], "cannot read inputs from"),
 ])
@@ -126,6 +128,27 @@ def test_bad_arguments_and_files_give_one_line_and_exit_2(files, args, message):
     proc = nm_tvmc(*args)
     assert proc.returncode == 2, proc.stderr
     assert message in _error_line(proc)
+
+
+def test_debug_works_after_the_command_too(files):
+    proc = nm_tvmc("compile", "missing.onnx", "--debug")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = nm_tvmc("--debug", "compile", "missing.onnx")
+    assert "Traceback" in proc.stderr
+
+
+def test_interrupt_wrapped_by_the_ffi_is_reported_as_interrupted():
+    from nm_tvm.cli.main import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("pass failed") from inner
+    except RuntimeError as err:
+        assert _interrupted(err)
+    assert _interrupted(RuntimeError("Traceback ... KeyboardInterrupt"))
+    assert not _interrupted(RuntimeError("shape mismatch"))
 
 
 def test_calibrate_option_reaches_the_compiler(files, tmp_path):
@@ -183,11 +206,11 @@ def test_profile_writes_reports_per_layer_and_per_node(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "embeddings.LayerNorm/7" in out and "full queue" in out
     layers = csv_path.read_text().splitlines()
-    assert layers[1].startswith("layer,kind,source_nodes,cycles")
+    assert layers[0].startswith("layer,kind,source_nodes,cycles")
     report = json.loads(json_path.read_text())
     assert {"layers", "nodes", "summary"} <= set(report)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "cycles.png", "energy.png", "roofline.png"]
     assert main(["profile", "zoo:bert_tiny", "--by-node", "--csv", str(csv_path)]) == 0
     nodes = csv_path.read_text().splitlines()
-    assert nodes[1].startswith("node,kind,layers,cycles") and len(nodes) < len(layers)
+    assert nodes[0].startswith("node,kind,layers,cycles") and len(nodes) < len(layers)

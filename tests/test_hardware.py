@@ -68,3 +68,32 @@ def test_missing_field_and_bad_json(tmp_path):
         HardwareConfig.from_file(path)
     with pytest.raises(HardwareConfigError, match="unknown target"):
         nm_tvm.resolve_target("nm/does-not-exist")
+
+
+def test_unknown_field_is_named_with_a_suggestion():
+    raw = load_preset("fp32-16x16").to_dict()
+    raw["pe_array"]["colums"] = 16
+    with pytest.raises(HardwareConfigError, match="unknown field 'pe_array.colums' "
+                                                  "\\(did you mean 'cols'\\?\\)"):
+        HardwareConfig.from_dict(raw, "hw.json")
+    raw = load_preset("fp32-16x16").to_dict()
+    raw["memorys"] = {}
+    with pytest.raises(HardwareConfigError, match="unknown field 'memorys' \\(did you mean "
+                                                  "'memories'\\?\\)"):
+        HardwareConfig.from_dict(raw, "hw.json")
+
+
+def test_pwl_memory_too_small_for_any_fitted_table_is_refused():
+    from nm_tvm import pwl
+    from nm_tvm.models import zoo
+    from nm_tvm.target.codegen import NEG_TABLE
+    from nm_tvm.target.hardware import MIN_PWL_ENTRIES
+
+    assert MIN_PWL_ENTRIES == len(NEG_TABLE) + 1 + pwl.OUTER_SEGMENTS  # the derivation it states
+    hw = load_preset("fp32-16x16")
+    with pytest.raises(HardwareConfigError, match="'memories.pwl_table_entries' \\(7\\) must be "
+                                                  "at least 8"):
+        hw.with_overrides(**{"memories.pwl_table_entries": MIN_PWL_ENTRIES - 1})
+    small = hw.with_overrides(**{"memories.pwl_table_entries": MIN_PWL_ENTRIES})
+    compiled = nm_tvm.compile(zoo.bert_tiny(seq=8), target=small)  # softmax, norms, GELU fit
+    assert max(t["segments"] for t in compiled.pwl_tables if not t["exact"]) >= 1

@@ -9,6 +9,7 @@ from .cmd_run import cmd_profile, cmd_run
 from .cmd_targets import cmd_targets
 from .cmd_validate import cmd_validate
 from .common import (EXIT_FAIL, EXIT_USAGE, PROG, ArgumentParser, CliError, consoles, csv_list,
+                     positive_float, positive_int,
                      parse_input_shapes, parse_pass_config)
 
 _EPILOGS = {
@@ -99,9 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     def add(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text,
-                              epilog=_EPILOGS[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=_EPILOGS[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        # also after the command (errors say "rerun with --debug"); SUPPRESS keeps the
+        # top-level value when it is not given here
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
+        return p
 
     p = add("compile", "compile a model into an artifact file (one .tar)")
     _add_compile_options(p, with_output=True)
@@ -111,14 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", help="file written by `nm-tvmc compile`")
     _add_input_options(p)
     p.add_argument("-o", "--output", help="write outputs to this .npz")
-    p.add_argument("--print-top", type=int, metavar="N", help="print the top N of each output")
+    p.add_argument("--print-top", type=positive_int, metavar="N", help="print the top N of each output")
     p.add_argument("--profile", action="store_true", help="print the per-layer report")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "compile, run on the simulator and in ONNX Runtime, compare")
     _add_compile_options(p, with_output=False)
     _add_input_options(p)
-    p.add_argument("--rtol", type=float,
+    p.add_argument("--rtol", type=positive_float,
                    help="max normwise relative error (default 1e-5 for fp32 targets, 5e-2 for "
                         "bf16)")
     p.add_argument("--per-layer", action="store_true",
@@ -164,6 +169,17 @@ def _user_errors() -> tuple:
     return (ModelLoadError, HardwareConfigError), (NotGemmOnlyError, CodegenError), NotGemmOnlyError
 
 
+def _interrupted(err: BaseException) -> bool:
+    """A KeyboardInterrupt, possibly re-raised by TVM's FFI as another exception type."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, KeyboardInterrupt) or "KeyboardInterrupt" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -193,6 +209,9 @@ def main(argv=None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 (an internal error: one line unless --debug)
+        if _interrupted(err):  # Ctrl-C inside a TVM pass arrives wrapped by the FFI
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
