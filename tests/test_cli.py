@@ -119,12 +119,24 @@ def test_validation_over_tolerance_exits_1(files):
     (["compile", "{cnn}", "--calibrate", "nope.npz"], "input file 'nope.npz' does not exist"),
     (["run", "{cnn}", "--print-top", "-3"], "--print-top: -3 must be at least 1"),
     (["validate", "{cnn}", "--rtol", "-1"], "--rtol: -1 must be a positive, finite number"),
+    (["validate", "{cnn}", "--inputs", "{txt}"], "expected .npz, .npy or an image"),
+    (["profile", "{cnn}", "--plots", "{txt}"], "names a file; give a folder for the PNGs"),
+    (["compile", "{dyn}"], "give its shape with --input-shapes \"x:[1,...]\""),
+    (["compile", "{cnn}", "--print-ir-after", "nm.Nope*"], "nm.Nope* matched no pass that ran"),
     (["compile", "{cnn}", "--calibrate", "auto", "{cnn}"], "or one of 'auto' / 'none' alone"),
     (["compile", "{cnn}", "--calibrate", "{bad}"], "cannot read inputs from"),
 ])
 def test_bad_arguments_and_files_give_one_line_and_exit_2(files, args, message):
     (files / "bad.onnx").write_text("this is not a model")
-    args = [a.format(bad=files / "bad.onnx", cnn=files / "cnn.onnx") for a in args]
+    (files / "words.txt").write_text("not an array")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "dyn",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                     ir_version=9), files / "dyn.onnx")
+    args = [a.format(bad=files / "bad.onnx", cnn=files / "cnn.onnx", txt=files / "words.txt",
+                     dyn=files / "dyn.onnx") for a in args]
     proc = nm_tvmc(*args)
     assert proc.returncode == 2, proc.stderr
     assert message in _error_line(proc)

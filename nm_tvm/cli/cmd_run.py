@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import EXIT_OK, host_note, load_artifact, run_model
+from .common import EXIT_OK, CliError, host_note, load_artifact, run_model
 from .compiling import compile_model
 from .inputs import read_inputs
 
@@ -76,6 +76,8 @@ def cmd_profile(args, console, err_console) -> int:
     if args.json:
         profile_report.write_json(compiled.stats, args.json)
         console.print(f"wrote {args.json}")
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise CliError(f"--plots {args.plots}: names a file; give a folder for the PNGs")
     if args.plots:
         paths = profile_report.write_plots(compiled.stats, args.plots,
                                            title=Path(args.model).stem)

@@ -151,7 +151,8 @@ def pass_context(args, extra_instruments=()):
 
     instruments = list(extra_instruments)
     if getattr(args, "print_ir_after", None):
-        instruments.append(print_ir_after(args.print_ir_after))
+        args.ir_printer = print_ir_after(args.print_ir_after)
+        instruments.append(args.ir_printer)
     config = dict(args.pass_config or [])
     disabled = [p for item in (args.disabled_pass or []) for p in item]
     try:
@@ -166,12 +167,28 @@ def print_ir_after(patterns: list[str]):
 
     @tvm.instrument.pass_instrument
     class PrintIRAfter:
-        """Print the module after every pass whose name matches a pattern (fnmatch)."""
+        """Print the module after every pass whose name matches a pattern (fnmatch); remembers
+        the passes that ran so that a pattern matching none can be reported."""
+
+        def __init__(self):
+            self.ran: list[str] = []
+            self.matched: set[str] = set()
 
         def run_after_pass(self, mod, info):
-            if any(fnmatch.fnmatchcase(info.name, p) for p in patterns):
+            self.ran.append(info.name)
+            hits = [p for p in patterns if fnmatch.fnmatchcase(info.name, p)]
+            if hits:
+                self.matched.update(hits)
                 print(f"# IR after {info.name}")
                 print(mod.script())
+
+        def check(self) -> None:
+            unmatched = [p for p in patterns if p not in self.matched]
+            if unmatched:
+                nm_passes = sorted({n for n in self.ran if n.startswith("nm.")})
+                raise CliError(f"--print-ir-after {','.join(unmatched)} matched no pass that "
+                               f"ran; the nm passes are {', '.join(nm_passes)} (TVM's have "
+                               "their own names)")
 
     return PrintIRAfter()
 

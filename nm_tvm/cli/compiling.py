@@ -25,6 +25,7 @@ def _calibration(args, proto, preprocess, shapes):
 def compile_model(args, err_console, spec: str):
     """Compile ``spec`` under the options of ``args``; returns (compiled, proto, preprocess, name)."""
     import nm_tvm
+    from nm_tvm.frontend import ModelLoadError
 
     nm_tvm.resolve_target(args.target)  # a bad target is reported before the model is read
     proto, default_shapes, preprocess, name = load_model_arg(spec)
@@ -33,7 +34,23 @@ def compile_model(args, err_console, spec: str):
     calibration = _calibration(args, proto, preprocess, shapes)
     with spinner(err_console, f"compiling {name} for {args.target}") as update:
         with pass_context(args, [progress_instrument(update)]):
-            compiled = nm_tvm.compile(proto, target=args.target, input_shapes=shapes or None,
-                                      strict=not args.allow_host_fallback,
-                                      calibration=calibration)
+            try:
+                compiled = nm_tvm.compile(proto, target=args.target,
+                                          input_shapes=shapes or None,
+                                          strict=not args.allow_host_fallback,
+                                          calibration=calibration)
+            except ModelLoadError as err:
+                raise CliError(_cli_wording(str(err))) from err
+    if getattr(args, "ir_printer", None) is not None:
+        args.ir_printer.check()
     return compiled, proto, preprocess, name
+
+
+def _cli_wording(message: str) -> str:
+    """The frontend's hint for a dynamic input names the Python argument; give the flag."""
+    marker = "give its shape, e.g. input_shapes={'"
+    if marker in message:
+        head, tail = message.split(marker, 1)
+        name = tail.split("'", 1)[0]
+        return f"{head}give its shape with --input-shapes \"{name}:[1,...]\""
+    return message

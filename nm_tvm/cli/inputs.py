@@ -43,6 +43,9 @@ def load_input_file(spec, input_names: list[str], preprocess: str | None,
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return preprocess_inputs(preprocess, "image", path, shapes)
+    if suffix not in (".npz", ".npy"):
+        raise CliError(f"cannot read inputs from '{path}': expected .npz, .npy or an image "
+                       f"({', '.join(IMAGE_SUFFIXES)}); text goes in --text")
     try:
         if suffix == ".npy":
             if len(input_names) != 1:
