@@ -3,8 +3,9 @@
 Every case of ``onnx.backend.test.case.node.collect_testcases()`` gets exactly one status:
 
 * ``unsupported`` -- with a reason: an operator outside ``nm_tvm.support.SUPPORTED_OPS``, an
-  input other than float32 / int32 / int64 or a non-float32 output, a dynamic input shape, or the compiler rejecting the case's
-  attributes (``NotGemmOnlyError`` / ``CodegenError`` / ``ModelLoadError``);
+  input other than float32 / int32 / int64 or a non-float32 output, a dynamic input shape,
+  or the compiler rejecting the case's attributes (``NotGemmOnlyError`` / ``CodegenError`` /
+  ``ModelLoadError``);
 * ``passed`` -- it compiled for the target (strict: GEMM-only) and every output of every data
   set matched the expected output: exact cases within ``rtol * max|expected| + atol``;
   cases with approximated operators within that plus the sum of the fitted max errors of the

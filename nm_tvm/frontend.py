@@ -148,8 +148,8 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         if ttype.elem_type not in _ONNX_DTYPES:
             raise ModelLoadError(
                 f"input '{inp.name}' has ONNX element type "
-                f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; supported input types are FLOAT, "
-                "INT64 and INT32")
+                f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; supported input types are "
+                "FLOAT, INT64 and INT32")
         dtypes[inp.name] = _ONNX_DTYPES[ttype.elem_type]
         if inp.name in input_shapes:
             shapes[inp.name] = tuple(int(v) for v in input_shapes.pop(inp.name))

@@ -99,8 +99,8 @@ int64_t DramDType(const ffi::PackedArgs& args, int pos) {
 
 void Run(ffi::PackedArgs args, ffi::Any* /*ret*/) {
   if (args.size() < 1) {
-    TVM_FFI_THROW(ValueError) << "nm_accel.run: expects the program tensor, then one tensor (float32, "
-                                 "int32 or int64) per argument region";
+    TVM_FFI_THROW(ValueError) << "nm_accel.run: expects the program tensor, then one tensor "
+                                 "(float32, int32 or int64) per argument region";
   }
   int64_t n_words = 0;
   const auto* words = static_cast<const int64_t*>(
