@@ -213,6 +213,33 @@ def _check_static_shapes(mod: tvm.IRModule) -> None:
                     "and input shapes is folded, data-dependent shapes are not)")
 
 
+def _constant_pad(inputs, attrs):
+    """ONNX Pad (opset >= 11) in constant mode with constant, non-negative pads (and constant
+    value and axes) as ``relax.nn.pad``: TVM imports it as a call_tir of topi.pad, which no
+    pattern can match. Other forms return None and keep TVM's import."""
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    data = inputs[0]
+    pads = inputs[1] if len(inputs) > 1 else None
+    value = inputs[2] if len(inputs) > 2 else None
+    axes = inputs[3] if len(inputs) > 3 else None
+    rank = len(getattr(data.ty, "shape", None) or [])
+    if (mode != "constant" or not rank or not isinstance(pads, tvm.ir.Constant)
+            or (value is not None and not isinstance(value, tvm.ir.Constant))
+            or (axes is not None and not isinstance(axes, tvm.ir.Constant))):
+        return None
+    pads = [int(p) for p in pads.value.numpy().reshape(-1)]
+    chosen = (list(range(rank)) if axes is None
+              else [int(a) % rank for a in axes.value.numpy().reshape(-1)])
+    if len(pads) != 2 * len(chosen) or any(p < 0 for p in pads):
+        return None  # negative pads crop: TVM's import handles them
+    width = [0] * (2 * rank)
+    for i, axis in enumerate(chosen):
+        width[2 * axis], width[2 * axis + 1] = pads[i], pads[len(chosen) + i]
+    fill = 0.0 if value is None else float(value.value.numpy().reshape(-1)[0])
+    return relax.op.nn.pad(data, width, "constant", fill)
+
+
 def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModule:
     """TVM's ONNX import, with every call's span naming the ONNX node it came from
     (``nm_tvm.provenance``) so that reports can name layers as the source model does.
@@ -232,6 +259,10 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 # pattern can match; relax.tile is the same operator (it legalizes to topi.tile)
                 reps = [int(r) for r in inputs[1].value.numpy().reshape(-1)]
                 return self._own(relax.op.tile(inputs[0], reps), attrs["tvm_custom"]["name"])
+            if op_name == "Pad":
+                padded = _constant_pad(inputs, attrs)
+                if padded is not None:
+                    return self._own(padded, attrs["tvm_custom"]["name"])
             result = super()._convert_operator(op_name, inputs, attrs, opset)
             node = attrs["tvm_custom"]["name"]
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)

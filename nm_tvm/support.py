@@ -108,6 +108,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Gather": OpSupport(EXACT, "constant table (an embedding), int32 / int64 indices, any "
                                "axis, negative indices from the end: one GATHER (indexed row "
                                "DMA) per block", constant_inputs=(0,)),
+    "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
+                            "border as broadcast DMA views of the value, the input copied "
+                            "into place", constant_inputs=(1, 2, 3)),
     "Cast": OpSupport(EXACT, "int32 / int64 to FLOAT: converted by the LOAD DMA"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),

@@ -397,6 +397,20 @@ def _lower_resize2d(comp, hw, layer_id):
     return cg.resample_program(hw, layer_id, shape_of(a.args[0]), shape_of(a), maps)
 
 
+def _check_pad(context) -> bool:
+    """Constant padding of a static float32 tensor (non-negative widths)."""
+    pad = context.annotated_expr["anchor"]
+    return (all_static(context) and str(pad.attrs.pad_mode) == "constant"
+            and all(int(w) >= 0 for w in pad.attrs.pad_width))
+
+
+@accelerator_op("pad", "relax.nn.pad", _check_pad, pattern=is_op("relax.nn.pad")(wildcard()))
+def _lower_pad(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.pad_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.pad_width),
+                          float(a.attrs.pad_value))
+
+
 # ------------------------------------------------------------------ integer tensors
 INDEX_DTYPES = ("int32", "int64")
 

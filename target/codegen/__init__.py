@@ -12,7 +12,7 @@ Submodules (each name is re-exported here; import from ``nm_tvm.target.codegen``
   bookkeeping, shape helpers.
 * ``movement``: DMA staging (double-buffered copies, strided views) and the data-movement
   layers: concat, strided_slice, transpose, resample (nearest Resize), broadcast (Expand),
-  tile, cast (integer to float), gather (embedding lookup by GATHER).
+  tile, pad (constant), cast (integer to float), gather (embedding lookup by GATHER).
 * ``gemm``: LOOP_GEMM tiling and the GEMM layers: conv2d (im2col), conv2d_transpose
   (sub-pixel conv2d + depth-to-space DMA view), matmul, avg_pool2d, mean/sum.
 * ``vector``: VEC / PWL layers: elementwise (broadcast, PWL epilogue), max_pool2d, reduce_max.
@@ -24,8 +24,8 @@ from .gemm import (RELU_TABLE, Conv2dAttrs, ConvTranspose2dAttrs, GemmTiles, Mat
                    conv2d_transpose_program, matmul_program, mean_program)
 from .layer import AcceleratorCall, CodegenError, Param
 from .movement import (Copy, broadcast_program, cast_program, concat_program, gather_program,
-                       resample_program, staging_rows, strided_slice_program, tile_program,
-                       transpose_program)
+                       pad_program, resample_program, staging_rows, strided_slice_program,
+                       tile_program, transpose_program)
 from .vector import (NEG_INF_ROW, NEG_TABLE, VEC_OPS, elementwise_program, max_pool2d_program,
                      reduce_max_program, table_entries)
 
@@ -35,5 +35,5 @@ __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param
            "avg_pool2d_program", "cast_program", "choose_gemm_tiles", "conv2d_program",
            "conv2d_transpose_program", "ConvTranspose2dAttrs", "elementwise_program",
            "matmul_program", "max_pool2d_program", "mean_program", "reduce_max_program",
-           "broadcast_program", "concat_program", "gather_program", "resample_program", "strided_slice_program",
+           "broadcast_program", "concat_program", "gather_program", "pad_program", "resample_program", "strided_slice_program",
            "table_entries", "tile_program", "transpose_program"]

@@ -1,6 +1,6 @@
 """DMA data movement: double-buffered LOAD/STORE staging through the scratchpad, strided views
 of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose,
-resampling, integer-to-float casts, embedding lookups by GATHER). The GEMM and vector layers
+resampling, constant padding, integer-to-float casts, embedding lookups by GATHER). The GEMM and vector layers
 stage their im2col gathers, broadcasts and padding with the same helpers."""
 from __future__ import annotations
 
@@ -299,4 +299,41 @@ def tile_program(hw: HardwareConfig, layer_id: int, x_shape, repeats) -> Acceler
     _emit_staged_copies(layer, _view_copies(hw, x, [s for _, s, _ in view], out,
                                             [n for n, _, _ in view], [d for _, _, d in view],
                                             mem=Mem.ACCUMULATOR))
+    return layer.finish(out_shape, macs=0)
+
+
+def pad_program(hw: HardwareConfig, layer_id: int, x_shape, pad_width, value: float) -> AcceleratorCall:
+    """Constant padding (ONNX Pad, mode constant) as DMA views: the border, cut into disjoint
+    slabs (along axis d: the before / after bands, inside the input's extent on the axes before
+    d, full on the axes after), is a broadcast of the one-element constant (source strides 0);
+    the interior is the input copied densely into place. Staged through the fp32 accumulator,
+    so values move exactly on every target; no element is written twice."""
+    x_shape = tuple(int(v) for v in x_shape)
+    rank = len(x_shape)
+    before = [int(v) for v in pad_width[0::2]]
+    after = [int(v) for v in pad_width[1::2]]
+    if len(before) != rank or len(after) != rank or min(before + after, default=0) < 0:
+        raise CodegenError(f"pad: widths {list(pad_width)} for a rank-{rank} input "
+                           "(two non-negative widths per axis)")
+    out_shape = tuple(n + b + a for n, b, a in zip(x_shape, before, after))
+    out_strides = _dense_strides(out_shape)
+    layer = _Layer(hw, layer_id)
+    x = layer.input(Param(0), _nbytes(x_shape))
+    fill = layer.const(np.full(1, value, np.float32))
+    out = layer.output(out_shape)
+    acc = Mem.ACCUMULATOR
+    copies = []
+    for d in range(rank):
+        for start, size in ((0, before[d]), (before[d] + x_shape[d], after[d])):
+            shape = [x_shape[i] if i < d else out_shape[i] for i in range(rank)]
+            shape[d] = size
+            origin = [before[i] if i < d else 0 for i in range(rank)]
+            origin[d] = start
+            if size and all(shape):
+                base = out + sum(o * st for o, st in zip(origin, out_strides)) * 4
+                copies += _view_copies(hw, fill, [0] * rank, base, shape, out_strides, mem=acc)
+    if all(x_shape):
+        base = out + sum(b * st for b, st in zip(before, out_strides)) * 4
+        copies += _view_copies(hw, x, _dense_strides(x_shape), base, x_shape, out_strides, mem=acc)
+    _emit_staged_copies(layer, copies)
     return layer.finish(out_shape, macs=0)
