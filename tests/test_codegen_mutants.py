@@ -35,7 +35,7 @@ def _dram_elements(ins) -> set[int]:
             for r in range(o["rows"]) for c in range(o["cols"])}
 
 
-def check_tokens(program, leftover_ok: bool = False) -> None:
+def check_tokens(program) -> None:
     """Token hygiene the simulator does not check (docs/ISA.md, "Dependency tokens"): every
     pushed token is popped, and a LOAD reading DRAM that an earlier STORE writes is ordered
     after that STORE by tokens (DRAM is not race-checked: without the token only the timing
@@ -67,19 +67,14 @@ def check_tokens(program, leftover_ok: bool = False) -> None:
             if ins.signal & bit(dst):
                 channels[(q, dst)].append(done)
     left = {f"{a.name}->{b.name}": len(c) for (a, b), c in channels.items() if c}
-    assert leftover_ok or not left, f"tokens left over: {left}"
+    assert not left, f"tokens left over: {left}"
 
 
-# elementwise_program and reduce_max_program leave the "buffer free" tokens of their last two
-# tiles / chunks unpopped (max_pool2d_program and the staged copies do not): harmless in the
-# simulator, where each program has its own token channels; not changed here because fixing it
-# changes the generated programs (tests/test_program_digests.py).
-LEFTOVER_TOKENS_KNOWN = True
 
 
-def run(acc: cg.AcceleratorCall, *params, leftover_ok: bool = False) -> np.ndarray:
+def run(acc: cg.AcceleratorCall, *params) -> np.ndarray:
     """Run one layer's program: params by index, constants as generated, output last."""
-    check_tokens(acc.program, leftover_ok)
+    check_tokens(acc.program)
     args = [np.ascontiguousarray(params[op.index] if isinstance(op, cg.Param) else op, F32)
             for op in acc.operands]
     args.append(np.zeros(acc.out_shape, F32))
@@ -294,13 +289,13 @@ def test_elementwise_broadcast_against_numpy(hw, op):
     b = rng.standard_normal((5, 1)).astype(F32)  # a tensor broadcast by DMA
     acc = cg.elementwise_program(hw, 0, shape, op, [(cg.Param(0), shape), (cg.Param(1), b.shape)])
     ref = getattr(np, op)(a, b)
-    np.testing.assert_array_equal(run(acc, a, b, leftover_ok=LEFTOVER_TOKENS_KNOWN),
+    np.testing.assert_array_equal(run(acc, a, b),
                                   ref.astype(F32))
     # tensor broadcast first, a constant second, then a ReLU table
     c = rng.standard_normal((1, 7)).astype(F32)
     acc = cg.elementwise_program(hw, 0, shape, op, [(cg.Param(0), b.shape), (c, c.shape)],
                                  table=cg.RELU_TABLE)
-    np.testing.assert_array_equal(run(acc, b, leftover_ok=LEFTOVER_TOKENS_KNOWN), np.maximum(getattr(np, op)(
+    np.testing.assert_array_equal(run(acc, b), np.maximum(getattr(np, op)(
         np.broadcast_to(b, shape), c), 0).astype(F32))
 
 
@@ -308,7 +303,7 @@ def test_elementwise_table_alone_and_errors(hw):
     x = np.linspace(-3, 3, 4 * 9 + 3, dtype=F32).reshape(3, 13)
     table = np.array([[-np.inf, 0.0, -1.0], [0.0, 2.0, 0.5]], F32)  # -1 below 0, 2x + 0.5 above
     acc = cg.elementwise_program(hw, 0, x.shape, None, [(cg.Param(0), x.shape)], table=table)
-    np.testing.assert_array_equal(run(acc, x, leftover_ok=LEFTOVER_TOKENS_KNOWN),
+    np.testing.assert_array_equal(run(acc, x),
                                   np.where(x < 0, F32(-1), 2 * x + F32(0.5)))
     with pytest.raises(cg.CodegenError, match="no vector op for 'divide'"):
         cg.elementwise_program(hw, 0, x.shape, "divide", [(cg.Param(0), x.shape)] * 2)
@@ -352,7 +347,7 @@ def test_reduce_max_against_numpy(hw, shape, axes, keep):
     acc = cg.reduce_max_program(hw, 0, shape, axes, keep)
     ref = x.max(axis=tuple(axes), keepdims=keep)
     assert acc.out_shape == ref.shape
-    np.testing.assert_array_equal(run(acc, x, leftover_ok=LEFTOVER_TOKENS_KNOWN).reshape(ref.shape),
+    np.testing.assert_array_equal(run(acc, x).reshape(ref.shape),
                                   ref)
 
 

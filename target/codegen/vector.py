@@ -153,7 +153,8 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
     ], handoff=True)
     n_ops = len(sources)
     tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * n_ops)))
-    for t, (e0, e1) in enumerate(_split(0, total, tile_rows * d)):
+    tiles = list(_split(0, total, tile_rows * d))
+    for t, (e0, e1) in enumerate(tiles):
         buf = (t % 2) * tile_rows * n_ops
         rows = _ceil(e1 - e0, d)
         parts = _row_blocks(e0, e1, d)
@@ -186,7 +187,9 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
                          signal=bit(Queue.STORE) if si == len(steps) - 1 else 0, **fields)
         for pi, (r0, nrows, ncols, elem) in enumerate(parts):
             layer.b.emit(Op.STORE, wait=bit(Queue.COMPUTE) if pi == 0 else 0,
-                         signal=bit(Queue.LOAD) if pi == len(parts) - 1 else 0,
+                         # frees the buffer only for a tile that reuses it: no token left over
+                         signal=bit(Queue.LOAD) if pi == len(parts) - 1 and t + 2 < len(tiles)
+                         else 0,
                          src_mem=Mem.ACCUMULATOR, src_row=a_row + r0, dram_addr=out + elem * 4,
                          rows=nrows, cols=ncols, row_stride=d * 4, col_stride=4)
     return layer.finish(shape, macs=0)
@@ -204,6 +207,7 @@ def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
     out = layer.output(out_shape)
     acc_row = 2 * chunk  # running maximum of the current column group
     step = 0
+    steps = _ceil(r, d) * _ceil(length, chunk)  # chunks loaded over all column groups
     for g, (c0, c1) in enumerate(_split(0, r, d)):
         chunks = list(_split(0, length, chunk))
         for ci, (l0, l1) in enumerate(chunks):
@@ -225,8 +229,9 @@ def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
             last = ci == len(chunks) - 1
             for oi, fields in enumerate(ops):
                 signal = 0
-                if oi == len(ops) - 1:
-                    signal = bit(Queue.LOAD) | (bit(Queue.STORE) if last else 0)
+                if oi == len(ops) - 1:  # the buffer is free for the load two chunks on
+                    frees = bit(Queue.LOAD) if step + 2 < steps else 0
+                    signal = frees | (bit(Queue.STORE) if last else 0)
                 wait = 0
                 if oi == 0:  # the running-max row is free once the previous group is stored
                     wait = bit(Queue.LOAD) | (bit(Queue.STORE) if g > 0 and ci == 0 else 0)
