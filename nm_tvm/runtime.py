@@ -176,9 +176,7 @@ def _calibration_samples(model, imported, calibration, probe: bool):
     wanted = calibration == "auto" or synthetic.has_integer_inputs(imported.input_dtypes)
     if not wanted or onnx_model is None:
         return None, "default ranges"
-    samples = synthetic.synthetic_inputs(onnx_model, imported.input_shapes,
-                                         imported.input_dtypes)
-    return samples, synthetic.describe(onnx_model, imported.input_dtypes)
+    return synthetic.synthetic_inputs(onnx_model, imported.input_shapes, imported.input_dtypes)
 
 
 def probe_table_inputs(model, samples: list[dict], target=None,

@@ -36,10 +36,14 @@ def has_integer_inputs(input_dtypes: dict[str, str]) -> bool:
 
 def synthetic_inputs(proto: onnx.ModelProto, input_shapes: dict[str, tuple],
                      input_dtypes: dict[str, str], n: int = N_SAMPLES,
-                     seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """``n`` input dicts for calibrating ``proto`` (see the module docstring)."""
+                     seed: int = 0) -> tuple[list[dict[str, np.ndarray]], str]:
+    """``n`` input dicts for calibrating ``proto`` (see the module docstring), and a line
+    saying what each input was filled with."""
     rng = np.random.default_rng(seed)
     rows = _gather_rows(proto)
+    fills = {name: ("N(0, 1)" if np.dtype(d).kind == "f" else
+                    f"ids in [0, {rows[name]})" if name in rows else "ones")
+             for name, d in input_dtypes.items()}
     samples = []
     for _ in range(n):
         sample = {}
@@ -52,12 +56,5 @@ def synthetic_inputs(proto: onnx.ModelProto, input_shapes: dict[str, tuple],
             else:
                 sample[name] = np.ones(shape, dtype)
         samples.append(sample)
-    return samples
-
-
-def describe(proto: onnx.ModelProto, input_dtypes: dict[str, str], n: int = N_SAMPLES) -> str:
-    rows = _gather_rows(proto)
-    parts = [f"{name}: ids in [0, {rows[name]})" if name in rows else
-             (f"{name}: ones" if d.startswith("int") else f"{name}: N(0, 1)")
-             for name, d in input_dtypes.items()]
-    return f"synthetic, {n} samples ({'; '.join(parts)})"
+    described = "; ".join(f"{name}: {fill}" for name, fill in fills.items())
+    return samples, f"synthetic, {n} samples ({described})"

@@ -80,11 +80,18 @@ def _ints(values) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- GEMM anchors
-def _check_conv(context) -> bool:
-    attrs = context.annotated_expr["anchor"].attrs
-    return (all_static(context) and attrs.data_layout == "NCHW"
-            and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-            and epilogue_operands_fit(context, 1))
+def _nchw_conv_check(kernel_layout: str):
+    """The match check of a convolution anchor: NCHW data, the given kernel layout (OIHW for
+    conv2d, IOHW for conv2d_transpose), operands the epilogue can take."""
+    def check(context) -> bool:
+        attrs = context.annotated_expr["anchor"].attrs
+        return (all_static(context) and attrs.data_layout == "NCHW"
+                and attrs.kernel_layout == kernel_layout and attrs.out_layout == "NCHW"
+                and epilogue_operands_fit(context, 1))
+    return check
+
+
+_check_conv = _nchw_conv_check("OIHW")
 
 
 @accelerator_op("conv2d", "relax.nn.conv2d", _check_conv,
@@ -98,11 +105,7 @@ def _lower_conv2d(comp, hw, layer_id):
                              comp.relu, groups=int(a.attrs.groups))
 
 
-def _check_conv_transpose(context) -> bool:
-    attrs = context.annotated_expr["anchor"].attrs
-    return (all_static(context) and attrs.data_layout == "NCHW"
-            and attrs.kernel_layout == "IOHW" and attrs.out_layout == "NCHW"
-            and epilogue_operands_fit(context, 1))
+_check_conv_transpose = _nchw_conv_check("IOHW")
 
 
 @accelerator_op("conv2d_transpose", "relax.nn.conv2d_transpose", _check_conv_transpose,
