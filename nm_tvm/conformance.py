@@ -146,15 +146,20 @@ def _precheck(case) -> str | None:
     return None
 
 
+# Element types DRAM regions hold (target/isa_spec.json, ElemType).
+DRAM_DTYPES = tuple(np.dtype(t) for t in ("float32", "int32", "int64", "bool", "uint8", "int8"))
+
+
 def _postcheck(model, feeds: dict, outputs) -> str | None:
-    """After constant operands are frozen: run-time inputs float32 or integer (int32 / int64,
-    as DRAM holds them), outputs float32, shapes static."""
+    """After constant operands are frozen: run-time inputs and outputs of the types DRAM
+    holds, shapes static."""
+    held = ", ".join(str(t) for t in DRAM_DTYPES)
     for name, value in feeds.items():
-        if value.dtype not in (np.float32, np.int32, np.int64):
-            return f"input '{name}' is {value.dtype} (DRAM holds float32, int32, int64)"
+        if value.dtype not in DRAM_DTYPES:
+            return f"input '{name}' is {value.dtype} (DRAM holds {held})"
     for value in outputs:
-        if _as_tensor(value).dtype != np.float32:
-            return f"non-float32 output ({_as_tensor(value).dtype})"
+        if _as_tensor(value).dtype not in DRAM_DTYPES:
+            return f"output of type {_as_tensor(value).dtype} (DRAM holds {held})"
     for inp in model.graph.input:
         ttype = inp.type.tensor_type
         if not ttype.HasField("shape") or any(not d.HasField("dim_value")
@@ -165,6 +170,7 @@ def _postcheck(model, feeds: dict, outputs) -> str | None:
 
 def _tolerance(model, op: str, compiled, inputs: list, expected: np.ndarray) -> tuple[str, float]:
     """(level, absolute tolerance) for one output of this case."""
+    expected = expected.astype(np.float64) if expected.dtype.kind != "f" else expected
     scale = float(np.nanmax(np.abs(expected))) if expected.size and np.isfinite(
         expected).any() else 0.0
     scale = scale if np.isfinite(scale) else 0.0
@@ -199,6 +205,12 @@ def _only_layer_norm_y(model, outputs):
 def _compare(sim: np.ndarray, ref: np.ndarray, tol: float) -> tuple[bool, float, str]:
     if sim.shape != ref.shape:
         return False, float("inf"), f"shape {sim.shape} != expected {ref.shape}"
+    if sim.dtype != ref.dtype:
+        return False, float("inf"), f"dtype {sim.dtype} != expected {ref.dtype}"
+    if ref.dtype.kind != "f":  # integers and booleans: exactly
+        wrong = int(np.count_nonzero(sim != ref))
+        return wrong == 0, float(wrong > 0), "" if not wrong else \
+            f"{wrong} of {ref.size} {ref.dtype} elements differ"
     ref_nan, sim_nan = np.isnan(ref), np.isnan(sim)
     if not np.array_equal(ref_nan, sim_nan):
         return False, float("inf"), "NaN pattern differs"

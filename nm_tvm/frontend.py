@@ -30,7 +30,8 @@ class ImportedModel:
 
 # Graph input types the accelerator's DRAM holds (integer tensors: token ids, masks, counts).
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64",
-                onnx.TensorProto.INT32: "int32"}
+                onnx.TensorProto.INT32: "int32", onnx.TensorProto.BOOL: "bool",
+                onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
 
 
 def load_onnx(model) -> onnx.ModelProto:
@@ -149,7 +150,7 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
             raise ModelLoadError(
                 f"input '{inp.name}' has ONNX element type "
                 f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; supported input types are "
-                "FLOAT, INT64 and INT32")
+                "FLOAT, INT64, INT32, BOOL, UINT8 and INT8")
         dtypes[inp.name] = _ONNX_DTYPES[ttype.elem_type]
         if inp.name in input_shapes:
             shapes[inp.name] = tuple(int(v) for v in input_shapes.pop(inp.name))
@@ -259,6 +260,12 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 # pattern can match; relax.tile is the same operator (it legalizes to topi.tile)
                 reps = [int(r) for r in inputs[1].value.numpy().reshape(-1)]
                 return self._own(relax.op.tile(inputs[0], reps), attrs["tvm_custom"]["name"])
+            if op_name == "Cast" and getattr(inputs[0].ty, "dtype", None) == "float32" and \
+                    _ONNX_DTYPES.get(attrs.get("to")) not in (None, "float32"):
+                # TVM imports float -> integer casts as NaN / range fix-ups around an astype;
+                # ONNX leaves those cases undefined and the STORE refuses them by name.
+                return self._own(relax.op.astype(inputs[0], _ONNX_DTYPES[attrs["to"]]),
+                                 attrs["tvm_custom"]["name"])
             if op_name == "Pad":
                 padded = _constant_pad(inputs, attrs)
                 if padded is not None:

@@ -135,6 +135,32 @@ class PL:
             lines.append((so * s, so * c + co))
         return PL(inner.knots, lines).simplify()
 
+    def compare(self, op: str, k: float) -> "PL | None":
+        """1.0 where ``self(x) <op> k`` else 0.0 (op: less, greater, less_equal, greater_equal,
+        equal, not_equal), exactly: for the identity a step at fp32 ``k`` (``<=`` and ``>``
+        step at the next fp32 above ``k``; the PWL unit compares fp32 inputs), for a
+        piecewise-constant function (a mask) each constant compared. None otherwise."""
+        if all(line == (1.0, 0.0) for line in self.lines):
+            at = float(np.float32(k))
+            up = float(np.nextafter(np.float32(k), np.float32(np.inf)))
+            knots, values = {"less": ([at], [1, 0]), "greater_equal": ([at], [0, 1]),
+                             "less_equal": ([up], [1, 0]), "greater": ([up], [0, 1]),
+                             "equal": ([at, up], [0, 1, 0]),
+                             "not_equal": ([at, up], [1, 0, 1])}[op]
+            return PL(knots, [(0.0, float(v)) for v in values])
+        if all(s == 0.0 for s, _ in self.lines):
+            fn = getattr(np, op)
+            return PL(list(self.knots), [(0.0, float(fn(c, k))) for _, c in self.lines]).simplify()
+        return None
+
+    def select(self, if_true: float, if_false: float) -> "PL | None":
+        """``if_true`` where a piecewise-constant function (a mask) is nonzero, else
+        ``if_false`` (either may be infinite: the table's slope is 0). None otherwise."""
+        if any(s != 0.0 for s, _ in self.lines):
+            return None
+        return PL(list(self.knots), [(0.0, float(if_true if c != 0 else if_false))
+                                     for _, c in self.lines]).simplify()
+
     def simplify(self) -> "PL":
         knots, lines = [], [self.lines[0]]
         for k, line in zip(self.knots, self.lines[1:]):

@@ -111,7 +111,23 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
                             "border as broadcast DMA views of the value, the input copied "
                             "into place", constant_inputs=(1, 2, 3)),
-    "Cast": OpSupport(EXACT, "int32 / int64 to FLOAT: converted by the LOAD DMA"),
+    "Cast": OpSupport(EXACT, "int32 / int64 / int8 / uint8 / bool to FLOAT by the LOAD DMA, "
+                             "FLOAT to those by the STORE DMA (truncation toward zero; out of "
+                             "range an error), to and from BOOL; to the same type: removed"),
+    "Equal": OpSupport(EXACT, "any dtypes, any broadcast: an exact step table of a - b "
+                              "(passes/masks_as_float.py); masks are float 0/1 on chip"),
+    "Less": OpSupport(EXACT, "as Equal"),
+    "LessOrEqual": OpSupport(EXACT, "as Equal"),
+    "Greater": OpSupport(EXACT, "as Equal"),
+    "GreaterOrEqual": OpSupport(EXACT, "as Equal"),
+    "Not": OpSupport(EXACT, "1 - m on a 0/1 mask"),
+    "And": OpSupport(EXACT, "m1 * m2 on 0/1 masks"),
+    "Or": OpSupport(EXACT, "max(m1, m2) on 0/1 masks"),
+    "Xor": OpSupport(EXACT, "m1 != m2 on 0/1 masks"),
+    "Where": OpSupport(EXACT, "float32 branches, any broadcast: max(min(x, S), min(y, -S)) "
+                              "with S = +-inf by an exact step table of the condition (exact, "
+                              "infinities included)"),
+    "CastLike": OpSupport(EXACT, "as Cast; to the tensor's own type: removed"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",

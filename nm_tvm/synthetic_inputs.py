@@ -31,7 +31,7 @@ def _gather_rows(proto: onnx.ModelProto) -> dict[str, int]:
 
 
 def has_integer_inputs(input_dtypes: dict[str, str]) -> bool:
-    return any(d.startswith("int") for d in input_dtypes.values())
+    return any(np.dtype(d).kind in "biu" for d in input_dtypes.values())
 
 
 def synthetic_inputs(proto: onnx.ModelProto, input_shapes: dict[str, tuple],

@@ -7,7 +7,8 @@ constants), folds per-channel scale/shift into the GEMM anchors, turns what is l
 division by a constant tensor into a multiply by its reciprocal, PRelu with a slope over
 several axes (imported as a select) into ReLU arithmetic, Gather's negative-index arithmetic
 into ``take(mode="wrap")``, a cast after an integer broadcast before it, Split into strided
-slices, and drops dead bindings.
+slices, casts to a tensor's own dtype (CastLike, LayerNorm's stash type) away, boolean masks
+into float 0/1 arithmetic, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .cast_before_broadcast import CastBeforeBroadcast
 from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_index_wrap import FoldIndexWrap
 from .fold_scale_shift import FoldScaleShift
+from .masks_as_float import MasksAsFloat
 from .padded_avg_pool import PaddedAvgPoolAsConv
 from .pairwise_variadic import PairwiseVariadicOps
 from .scalar_function import scalar_constant
@@ -106,9 +108,27 @@ class SplitAsSlices:
         return rewrite_functions(mod, *_split_rule())
 
 
+def _same_dtype_cast_rule():
+    """``astype(x, dtype of x)`` -> ``x`` (ONNX CastLike, LayerNorm's stash-type Cast)."""
+    x = wildcard()
+    pattern = is_op("relax.astype")(x)
+
+    def rewrite(expr, m):
+        return m[x] if getattr(m[x].ty, "dtype", None) == str(expr.attrs.dtype) else expr
+
+    return pattern, rewrite
+
+
+@tvm.transform.module_pass(opt_level=0, name="nm.DropSameDtypeCasts")
+class DropSameDtypeCasts:
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        return rewrite_functions(mod, *_same_dtype_cast_rule())
+
+
 def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
+            DropSameDtypeCasts(),
             SimplifyBatchNorm(),
             PairwiseVariadicOps(),
             PaddedAvgPoolAsConv(),
@@ -122,6 +142,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
             FoldIndexWrap(),
             CastBeforeBroadcast(),
             SplitAsSlices(),
+            MasksAsFloat(),
             relax.transform.DeadCodeElimination(),
         ],
         name="nm.Canonicalize",

@@ -111,8 +111,9 @@ class _Decompose(relax.PyExprMutator):
         reduced = self._emit(op(moved, axis=list(range(len(keep), rank)), keepdims=False))
         return relax.op.reshape(reduced, call.ty.shape)
 
-    def _reciprocal(self, x, default_range):
-        table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x)
+    def _reciprocal(self, x, default_range, bounded: bool = False):
+        table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x,
+                                   bounded=bounded)
         return self._emit(self.tables.call(x, table))
 
     def _softmax(self, call, log: bool):
@@ -132,10 +133,11 @@ class _Decompose(relax.PyExprMutator):
         e = self._emit(self.tables.call(shifted, exp_table))
         s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
         if log:  # log_softmax = (x - m) - log(sum)
-            log_table = self.tables.fitted("log", np.log, (1.0, max(2.0, length)), root=s)
+            log_table = self.tables.fitted("log", np.log, (1.0, max(2.0, length)), root=s,
+                                           bounded=True)
             log_s = self._emit(self.tables.call(s, log_table))
             return relax.op.subtract(shifted, log_s)
-        r = self._reciprocal(s, (1.0, max(2.0, float(length))))
+        r = self._reciprocal(s, (1.0, max(2.0, float(length))), bounded=True)
         return relax.op.multiply(e, r)
 
     def _norm(self, call):
@@ -164,12 +166,15 @@ class _Region:
 
 def _find_regions(block) -> dict:
     """var -> region for every binding that is an elementwise function of one root tensor.
-    All such bindings of one root form one region (they are all functions of it)."""
+    All such bindings of one root form one region (they are all functions of it), except that
+    a comparison of a function without an exact PL form roots a region of its own (a fitted
+    table's output is then compared exactly, never a fitted step)."""
     region_of: dict = {}
     by_root: dict = {}
     for binding in block.bindings:
         call = binding.value
-        if sf.elementwise_kind(call) is None or getattr(binding.var.ty, "dtype", None) != "float32":
+        if sf.elementwise_kind(call) is None or \
+                getattr(binding.var.ty, "dtype", None) not in ("float32", "bool"):
             continue
         tensor_args = [a for a in sf.operands(call) if sf.scalar_constant(a) is None]
         if len(tensor_args) > 1:
@@ -182,10 +187,15 @@ def _find_regions(block) -> dict:
                 ok = False
                 break
             region = region_of.get(arg)
+            if region is not None and sf.is_mask_op(call) and \
+                    _evaluate(region, arg, PL.identity(), exact=True) is None:
+                region = None  # a step of a fitted function: a step table of its own
             roots.add(region.root if region else arg)
         if not ok or len(roots) != 1:
             continue
         root = roots.pop()
+        if getattr(root.ty, "dtype", None) != "float32":
+            continue  # a bool / integer tensor enters a region only through a cast (a LOAD)
         try:
             if _shape(binding.var) != _shape(root):
                 continue
@@ -208,13 +218,21 @@ def _function_key(calls) -> str:
         names.append("reciprocal")
     if any(c.op.name == "relax.power" for c in calls):  # x ** c, c not 2 / 3 / 4
         names.append("power")
+    if any(sf.is_mask_op(c) for c in calls):
+        names.append("step")
     return "+".join(names) if names else "pl"
 
 
 def _evaluate(region: _Region, upto, x, exact: bool):
     """Value of var ``upto`` as a function of the root: numpy array or PL."""
     values = {region.root: x}
+    needed = {upto}
+    for var, call in reversed(region.bindings):
+        if var in needed:
+            needed.update(a for a in sf.operands(call) if hasattr(a, "ty"))
     for var, call in region.bindings:
+        if var not in needed:
+            continue
         args = []
         for arg in sf.operands(call):
             c = sf.scalar_constant(arg)
@@ -272,8 +290,8 @@ def _plan_fusion(func: relax.Function, tables: TableRegistry) -> dict:
         for var, region in region_of.items():
             users = uses.get(var, set())
             external = var in outputs or any(region_of.get(u) is not region for u in users)
-            if not external:
-                continue
+            if not external or str(var.ty.dtype) != "float32":
+                continue  # a bool mask leaves the region only through a cast (a STORE)
             calls = _subgraph(region, var)
             if len(calls) == 1 and calls[0].op.name == "relax.nn.relu":
                 continue  # ReLU alone is a pattern of its own (fused into GEMMs)
@@ -283,6 +301,8 @@ def _plan_fusion(func: relax.Function, tables: TableRegistry) -> dict:
             pl = _evaluate(region, var, PL.identity(), exact=True)
             if pl is not None:
                 table = tables.exact(key, pl)
+            elif any(sf.is_mask_op(c) for c in calls):
+                continue  # a step of a nonlinear function: no exact table, never fitted
             else:
                 f = lambda x, r=region, v=var: _evaluate(r, v, np.asarray(x, np.float64), False)
                 table = tables.fitted(key, f, _default_range(f), root=region.root)

@@ -87,12 +87,18 @@ class TableRegistry:
     def _instance(self, key: str) -> str:
         return f"{key}#{len(self.records)}"
 
-    def fitted(self, key: str, f, default_range, root=None, floor: float | None = None) -> PWLTable:
+    def fitted(self, key: str, f, default_range, root=None, floor: float | None = None,
+               bounded: bool = False) -> PWLTable:
         """``floor``: inputs below it do not matter (softmax's exp below -16 is < 1e-7 of the
-        largest term), so a calibrated range is cut there and the asymptote takes over."""
+        largest term), so a calibrated range is cut there and the asymptote takes over.
+        ``bounded``: the input lies in ``default_range`` by construction (a softmax's sum of
+        exps in [1, L]), so calibration only weights the fit: a range narrowed to the samples
+        would fail inputs the samples missed (masked rows sum to less)."""
         inst = self._instance(key)
         cfg = self.config
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
+        if bounded and (inst in cfg.ranges or key not in cfg.ranges):
+            lo, hi = default_range
         if floor is not None:
             lo = max(lo, floor)
         samples = cfg.samples.get(inst)

@@ -45,9 +45,21 @@ BINARY = {
     "relax.divide": np.divide, "relax.maximum": np.maximum, "relax.minimum": np.minimum,
     "relax.power": np.power,
 }
+# Comparisons with a scalar constant, and the select / logic ops over their 0/1 results
+# (passes/masks_as_float.py leaves masks in these forms): exact step tables.
+COMPARE = {f"relax.{op}": op for op in ("less", "greater", "less_equal", "greater_equal",
+                                         "equal", "not_equal")}
+MASK_UNARY = {"relax.where", "relax.logical_not", "relax.astype"}
+_FLIPPED = {"less": "greater", "greater": "less", "less_equal": "greater_equal",
+            "greater_equal": "less_equal", "equal": "equal", "not_equal": "not_equal"}
 # TE-lowered Clip arrives as call_tir to PrimFuncs with these names (docs/TVM_NOTES.md).
 TIR_BINARY = {"maximum": np.maximum, "minimum": np.minimum}
 PL_UNARY = {"relax.nn.relu", "relax.abs", "relax.negative", "relax.nn.leakyrelu", "relax.clip"}
+
+
+def is_mask_op(call) -> bool:
+    """A comparison, select or logic op: exact as a step table, never fitted."""
+    return call.op.name in COMPARE or call.op.name in MASK_UNARY
 
 
 def scalar_constant(expr) -> float | None:
@@ -74,6 +86,13 @@ def elementwise_kind(call) -> str | None:
         return None
     name = call.op.name
     if name in UNARY or name in ("relax.nn.leakyrelu", "relax.clip"):
+        return "unary"
+    if name in COMPARE:
+        return "binary"
+    if name == "relax.where" or name == "relax.logical_not":
+        return "unary"
+    if name == "relax.astype" and (str(call.args[0].ty.dtype), str(call.ty.dtype)) == \
+            ("bool", "float32"):  # (to bool: a STORE into a bool region, not a table)
         return "unary"
     if name in BINARY:
         return "binary"
@@ -109,6 +128,14 @@ def evaluate(call, values: list):
         return np.clip(values[0], lo, hi)
     if name == "relax.call_tir":
         return TIR_BINARY[_tir_name(call)](values[0], values[1])
+    if name in COMPARE:
+        return getattr(np, COMPARE[name])(values[0], values[1]).astype(np.float64)
+    if name == "relax.where":
+        return np.where(np.asarray(values[0]) != 0, values[1], values[2]).astype(np.float64)
+    if name == "relax.logical_not":
+        return (np.asarray(values[0]) == 0).astype(np.float64)
+    if name == "relax.astype":  # bool -> float32
+        return values[0]
     return BINARY[name](values[0], values[1])
 
 
@@ -128,6 +155,17 @@ def evaluate_pl(call, values: list) -> PL | None:
     if name == "relax.clip":
         lo, hi = _clip_bounds(call)
         return a.maximum(PL.constant(lo)).scale(-1.0).maximum(PL.constant(-hi)).scale(-1.0)
+    if name in COMPARE:
+        if isinstance(a, PL):
+            return a.compare(COMPARE[name], values[1]) if not isinstance(values[1], PL) else None
+        return values[1].compare(_FLIPPED[COMPARE[name]], a)
+    if name == "relax.where":
+        return a.select(values[1], values[2]) if not isinstance(values[1], PL) and \
+            not isinstance(values[2], PL) else None
+    if name == "relax.logical_not":
+        return a.compare("equal", 0.0)
+    if name == "relax.astype":  # bool -> float32
+        return a
     op = TIR_BINARY.get(_tir_name(call)) if name == "relax.call_tir" else BINARY.get(name)
     if op is None:
         return None

@@ -53,7 +53,8 @@ Mem = _int_enum("Mem", SPEC["enums"]["Mem"])
 VecOp = _int_enum("VecOp", SPEC["enums"]["VecOp"])
 RegionKind = _int_enum("RegionKind", SPEC["enums"]["RegionKind"])
 ElemType = _int_enum("ElemType", SPEC["enums"]["ElemType"])
-ELEM_TYPE_BYTES = {ElemType.float32: 4, ElemType.int32: 4, ElemType.int64: 8}
+ELEM_TYPE_BYTES = {ElemType.float32: 4, ElemType.int32: 4, ElemType.int64: 8, ElemType.bool: 1,
+                   ElemType.uint8: 1, ElemType.int8: 1}
 
 # Queue of each opcode; LOOP_GEMM has none (a barrier whose micro-ops use every queue).
 QUEUE_OF = {Op[op["name"]]: Queue[op["queue"]] for op in SPEC["opcodes"] if op["queue"]}

@@ -150,7 +150,7 @@ def test_unsupported_input_type_is_a_load_error():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [4])])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     with pytest.raises(ModelLoadError, match="element type FLOAT16; supported input types are "
-                                             "FLOAT, INT64 and INT32"):
+                                             "FLOAT, INT64, INT32, BOOL, UINT8 and INT8"):
         nm_tvm.compile(proto)
 
 

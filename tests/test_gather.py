@@ -114,16 +114,15 @@ def test_typed_region_binding_is_checked(rng):
         run(b, [table, np.zeros(2, F32), np.zeros((2, 3), F32)])
     with pytest.raises(ValueError, match="is int32 but is bound to region 1 of int64"):
         run(b, [table, np.zeros(2, np.int32), np.zeros((2, 3), F32)])
-    with pytest.raises(ValueError, match=r"must be float32, got dtype \(code 0, bits 8"):
-        run(b, [table, np.zeros(2, np.int64), np.zeros((2, 3), np.int8)])
+    with pytest.raises(ValueError, match=r"must be float32, got dtype \(code 0, bits 16"):
+        run(b, [table, np.zeros(2, np.int64), np.zeros((2, 3), np.int16)])
 
 
-def test_only_load_and_gather_touch_integer_regions():
+def test_only_dma_reads_and_writes_touch_integer_regions():
     b = ProgramBuilder(machine())
     i = b.region(16, RegionKind.ARGUMENT, ElemType.int64)
-    b.emit(Op.STORE, src_mem=Mem.SCRATCHPAD, src_row=0, dram_addr=i, rows=1, cols=2,
-           row_stride=16, col_stride=8)
-    with pytest.raises(ValueError, match="writes DRAM region 0, which holds int64 elements; "
+    b.emit(Op.LOAD_PWL, table_base=0, dram_addr=i, n_segments=1)
+    with pytest.raises(ValueError, match="reads DRAM region 0, which holds int64 elements; "
                                          "only LOAD"):
         run(b, [np.zeros(2, np.int64)])
 

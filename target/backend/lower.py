@@ -128,7 +128,7 @@ class LowerToAccelerator:
                                "dram_const_bytes": consts, "dram_activation_bytes": activations,
                                **acc.notes})
                 return relax.call_dps_packed(RUN_FUNC, relax.Tuple(args),
-                                             relax.TensorType(acc.out_shape, "float32"))
+                                             relax.TensorType(acc.out_shape, acc.out_dtype))
 
         rewriter = Rewriter(mod)
         lowered = tvm.IRModule({}, attrs=mod.attrs)

@@ -437,14 +437,23 @@ def _lower_gather(comp, hw, layer_id):
                              str(index.ty.dtype), int(a.attrs.axis))
 
 
+INTEGER_DTYPES = ("int32", "int64", "bool", "uint8", "int8")
+
+
 def _check_cast(context) -> bool:
-    """An int32 / int64 tensor to float32 (the other casts stay on the host, named)."""
+    """Casts the DMA converts exactly through fp32: integer / bool to float32 and back, and
+    to or from bool (int -> int casts of int64 values above 2^24 would round: left on the
+    host, named)."""
     cast = context.annotated_expr["anchor"]
-    return static_tensor(cast.args[0], INDEX_DTYPES) and static_tensor(cast)
+    src, dst = str(cast.args[0].ty.dtype), str(cast.ty.dtype)
+    exact = (src == "float32" and dst in INTEGER_DTYPES) or \
+        (src in INTEGER_DTYPES and (dst == "float32" or "bool" in (src, dst)))
+    return exact and src != dst and static_tensor(cast.args[0], (src,)) and \
+        static_tensor(cast, (dst,))
 
 
 @accelerator_op("cast", "relax.astype", _check_cast,
                 pattern=is_op("relax.astype")(wildcard()))
 def _lower_cast(comp, hw, layer_id):
     x = comp.anchor.args[0]
-    return cg.cast_program(hw, layer_id, shape_of(x), str(x.ty.dtype))
+    return cg.cast_program(hw, layer_id, shape_of(x), str(x.ty.dtype), str(comp.anchor.ty.dtype))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hardware import HardwareConfig
-from ..isa import ELEM_BYTES, ElemType, ProgramBuilder, RegionKind
+from ..isa import ELEM_BYTES, ELEM_TYPE_BYTES, ElemType, ProgramBuilder, RegionKind
 
 
 class CodegenError(ValueError):
@@ -28,6 +28,7 @@ class AcceleratorCall:
     out_shape: tuple
     macs: int
     notes: dict = field(default_factory=dict)
+    out_dtype: str = "float32"
 
 
 class _Layer:
@@ -38,6 +39,7 @@ class _Layer:
         self.b = ProgramBuilder(hw.machine(), layer_id)
         self.operands: list = []
         self._has_output = False
+        self._out_dtype = ElemType.float32
 
     def input(self, operand, nbytes: int, dtype: ElemType = ElemType.float32) -> int:
         if self._has_output:
@@ -52,10 +54,12 @@ class _Layer:
     def scratch(self, nbytes: int) -> int:
         return self.b.region(nbytes, RegionKind.SCRATCH)
 
-    def output(self, shape) -> int:
+    def output(self, shape, dtype: ElemType = ElemType.float32) -> int:
         """The output region; must be declared last (call_dps_packed passes it last)."""
         self._has_output = True
-        return self.b.region(_nbytes(shape), RegionKind.ARGUMENT)
+        self._out_dtype = dtype
+        nbytes = int(np.prod(shape, dtype=np.int64)) * ELEM_TYPE_BYTES[dtype]
+        return self.b.region(nbytes, RegionKind.ARGUMENT, dtype)
 
     def finish(self, out_shape, macs: int, **notes) -> AcceleratorCall:
         used = self.b._next_base
@@ -63,7 +67,8 @@ class _Layer:
             raise CodegenError(
                 f"layer needs {used / 2**20:.1f} MiB of DRAM but the target has "
                 f"{self.hw.dram_mib} MiB (memories.dram_mib)")
-        return AcceleratorCall(self.b.encode(), self.operands, tuple(out_shape), macs, notes)
+        return AcceleratorCall(self.b.encode(), self.operands, tuple(out_shape), macs, notes,
+                               self._out_dtype.name)
 
 
 def _nbytes(shape) -> int:

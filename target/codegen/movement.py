@@ -76,10 +76,11 @@ def _emit_staged_copies(layer: _Layer, copies: list[Copy], handoff: bool = False
 
 
 def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
-                 dst_strides=None, src_elem: int = 4, mem: int = Mem.SCRATCHPAD) -> list[Copy]:
+                 dst_strides=None, src_elem: int = 4, mem: int = Mem.SCRATCHPAD,
+                 dst_elem: int = 4) -> list[Copy]:
     """Copies that write ``out_shape`` at ``dst`` (dense, or with element ``dst_strides``) from
     element strides ``src_strides`` (one per output dim; 0 broadcasts; source elements of
-    ``src_elem`` bytes): transposes, broadcasts, slices and concatenation are all such views.
+    ``src_elem`` bytes, destination elements of ``dst_elem``): transposes, broadcasts, slices and concatenation are all such views.
     ``mem``: the on-chip memory staging them (the fp32 accumulator moves values exactly on a
     bf16 target)."""
     out_shape = tuple(out_shape) if len(out_shape) else (1,)
@@ -99,8 +100,9 @@ def _view_copies(hw: HardwareConfig, src: int, src_strides, dst: int, out_shape,
                 src=src + (src0 + r0 * src_strides[-2] + c0 * src_strides[-1]) * src_elem,
                 src_row_stride=src_strides[-2] * src_elem,
                 src_col_stride=src_strides[-1] * src_elem,
-                dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * 4,
-                dst_row_stride=dst_strides[-2] * 4, dst_col_stride=dst_strides[-1] * 4,
+                dst=dst + (dst0 + r0 * dst_strides[-2] + c0 * dst_strides[-1]) * dst_elem,
+                dst_row_stride=dst_strides[-2] * dst_elem,
+                dst_col_stride=dst_strides[-1] * dst_elem,
                 rows=r1 - r0, cols=c1 - c0, mem=mem))
     return copies
 
@@ -206,18 +208,21 @@ def resample_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape,
     return layer.finish(out_shape, macs=0)
 
 
-def cast_program(hw: HardwareConfig, layer_id: int, shape, src_dtype: str) -> AcceleratorCall:
-    """An int32 / int64 tensor to float32 (ONNX Cast): a dense copy whose LOADs read an
-    integer region and convert each element to the nearest fp32 on the way, staged through
-    the fp32 accumulator (a bf16 scratchpad would round integers above 256)."""
+def cast_program(hw: HardwareConfig, layer_id: int, shape, src_dtype: str,
+                 dst_dtype: str = "float32") -> AcceleratorCall:
+    """ONNX Cast between float32 and an integer or bool type, by DMA: a dense copy whose LOADs
+    convert each element of an integer / bool region to the nearest fp32 and whose STOREs
+    convert fp32 to the destination type (bool: nonzero; integers truncated toward zero, out
+    of range an error), staged through the fp32 accumulator (a bf16 scratchpad would round
+    integers above 256)."""
     shape = tuple(int(v) for v in shape)
-    etype = _elem_type(src_dtype)
-    elem = ELEM_TYPE_BYTES[etype]
+    src, dst = _elem_type(src_dtype), _elem_type(dst_dtype)
     layer = _Layer(hw, layer_id)
-    x = layer.input(Param(0), int(np.prod(shape, dtype=np.int64)) * elem, etype)
-    out = layer.output(shape)
+    x = layer.input(Param(0), int(np.prod(shape, dtype=np.int64)) * ELEM_TYPE_BYTES[src], src)
+    out = layer.output(shape, dst)
     _emit_staged_copies(layer, _view_copies(hw, x, _dense_strides(shape), out, shape,
-                                            src_elem=elem, mem=Mem.ACCUMULATOR))
+                                            src_elem=ELEM_TYPE_BYTES[src],
+                                            dst_elem=ELEM_TYPE_BYTES[dst], mem=Mem.ACCUMULATOR))
     return layer.finish(shape, macs=0)
 
 
@@ -261,7 +266,8 @@ def _elem_type(dtype: str) -> ElemType:
     try:
         return ElemType[str(dtype)]
     except KeyError:
-        raise CodegenError(f"DRAM holds float32, int32 or int64 tensors, not {dtype}") from None
+        raise CodegenError(f"DRAM holds {', '.join(t.name for t in ElemType)} tensors, not "
+                           f"{dtype}") from None
 
 
 def broadcast_program(hw: HardwareConfig, layer_id: int, x_shape, out_shape) -> AcceleratorCall:

@@ -4,6 +4,7 @@
 // round to fp32 separately, never as a fused multiply-add.
 #include "executor.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -85,6 +86,12 @@ int64_t MachineState::ReadInt(int64_t addr) const {
       std::memcpy(&v, p, sizeof(v));
       return v;
     }
+    case isa::kElemTypeBool:
+      return *p != 0;
+    case isa::kElemTypeUint8:
+      return static_cast<unsigned char>(*p);
+    case isa::kElemTypeInt8:
+      return static_cast<signed char>(*p);
     default:
       throw SimError("internal error: integer read of a float32 DRAM region");
   }
@@ -97,6 +104,44 @@ float MachineState::ReadAsFloat(int64_t addr) const {
     return v;
   }
   return static_cast<float>(ReadInt(addr));  // round to nearest (even), as ONNX Cast does
+}
+
+void MachineState::WriteFromFloat(const OpId& id, int64_t addr, float v) {
+  char* p = const_cast<char*>(Bytes(addr));
+  const int64_t dtype = DtypeAt(addr);
+  if (dtype == isa::kElemTypeFloat32) {
+    std::memcpy(p, &v, sizeof(v));
+    return;
+  }
+  if (dtype == isa::kElemTypeBool) {  // ONNX Cast: +-0 is false, everything else (NaN too) true
+    *p = v != 0.0f || std::isnan(v);
+    return;
+  }
+  // ONNX Cast to an integer truncates toward zero; out of range is undefined there, an error
+  // naming the value here.
+  const double t = std::trunc(static_cast<double>(v));
+  double lo = -9223372036854775808.0, hi = 9223372036854775807.0;
+  if (dtype == isa::kElemTypeInt32) lo = -2147483648.0, hi = 2147483647.0;
+  if (dtype == isa::kElemTypeUint8) lo = 0.0, hi = 255.0;
+  if (dtype == isa::kElemTypeInt8) lo = -128.0, hi = 127.0;
+  if (!(t >= lo && t <= hi)) {  // NaN fails both comparisons
+    Fail(id, Str("value ", v, " stored to a ", ElemTypeName(dtype), " region at byte address ",
+                 addr, " is outside that type's range"));
+  }
+  switch (dtype) {
+    case isa::kElemTypeInt64: {
+      const int64_t x = static_cast<int64_t>(t);
+      std::memcpy(p, &x, sizeof(x));
+      break;
+    }
+    case isa::kElemTypeInt32: {
+      const int32_t x = static_cast<int32_t>(t);
+      std::memcpy(p, &x, sizeof(x));
+      break;
+    }
+    default:
+      *p = static_cast<char>(static_cast<int64_t>(t));
+  }
 }
 
 float* MachineState::Row(int64_t mem, int64_t row) {

@@ -82,9 +82,10 @@ const void* CheckTensor(const ffi::PackedArgs& args, int pos, DLDataType want,
 
 // DLPack types of the DRAM element types (enum ElemType order).
 const DLDataType kDramDLTypes[isa::kElemTypeCount] = {
-    {kDLFloat, 32, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}};
+    {kDLFloat, 32, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1},
+    {kDLBool, 8, 1},   {kDLUInt, 8, 1}, {kDLInt, 8, 1}};
 
-// The element type of the tensor at call position `pos`: int32 / int64 tensors bind to integer
+// The element type of the tensor at call position `pos`: integer and bool tensors bind to integer
 // regions, anything else is checked as float32 (and refused with its dtype named).
 int64_t DramDType(const ffi::PackedArgs& args, int pos) {
   std::optional<ffi::TensorView> view = args[pos].try_cast<ffi::TensorView>();

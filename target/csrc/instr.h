@@ -75,6 +75,9 @@ class MachineState {
   // int64, then (ReadAsFloat) to the nearest fp32, as a cast does.
   int64_t ReadInt(int64_t addr) const;
   float ReadAsFloat(int64_t addr) const;
+  // Writes fp32 `v` to a validated DRAM address, converted to the region's element type as
+  // ONNX Cast does (bool: nonzero; integers: truncated, out of range an error naming `id`).
+  void WriteFromFloat(const OpId& id, int64_t addr, float v);
   // The element type (enum ElemType) of the region holding validated address `addr`.
   int64_t DtypeAt(int64_t addr) const;
   float* Row(int64_t mem, int64_t row);

@@ -189,8 +189,8 @@ void Program::DecodeRegions() {
       throw SimError(name + Str("base ", reg.base, " must be a non-negative multiple of 4"));
     }
     if (reg.dtype < isa::kElemTypeFirst || reg.dtype > isa::kElemTypeLast) {
-      throw SimError(name + Str("dtype ", reg.dtype, " must be 0 (float32), 1 (int32) or 2 "
-                                "(int64)"));
+      throw SimError(name + Str("dtype ", reg.dtype, " must be 0 (float32), 1 (int32), 2 "
+                                "(int64), 3 (bool), 4 (uint8) or 5 (int8)"));
     }
     const int64_t elem = ElemBytesOf(reg.dtype);
     if (reg.size <= 0 || reg.size % elem != 0) {
@@ -249,7 +249,18 @@ int64_t Program::RegionContaining(int64_t lo, int64_t hi) const {
   return (idx >= 0 && hi <= regions_[idx].end()) ? idx : -1;
 }
 
-int64_t ElemBytesOf(int64_t elem_type) { return elem_type == isa::kElemTypeInt64 ? 8 : 4; }
+int64_t ElemBytesOf(int64_t elem_type) {
+  switch (elem_type) {
+    case isa::kElemTypeInt64:
+      return 8;
+    case isa::kElemTypeBool:
+    case isa::kElemTypeUint8:
+    case isa::kElemTypeInt8:
+      return 1;
+    default:
+      return 4;
+  }
+}
 
 const char* ElemTypeName(int64_t elem_type) {
   switch (elem_type) {
@@ -257,6 +268,12 @@ const char* ElemTypeName(int64_t elem_type) {
       return "int32";
     case isa::kElemTypeInt64:
       return "int64";
+    case isa::kElemTypeBool:
+      return "bool";
+    case isa::kElemTypeUint8:
+      return "uint8";
+    case isa::kElemTypeInt8:
+      return "int8";
     default:
       return "float32";
   }
@@ -282,17 +299,15 @@ int64_t CheckDramAccess(const OpId& id, const Program& prog, const char* what,
                  ") which are not inside one region (", where, ")"));
   }
   const Region& r = prog.regions()[region];
-  if (r.dtype != isa::kElemTypeFloat32) {
-    if (!integer_ok) {
-      Fail(id, Str(what, " DRAM region ", region, ", which holds ", ElemTypeName(r.dtype),
-                   " elements; only LOAD (converting to fp32) and GATHER (indices) read "
-                   "integer regions"));
-    }
-    if ((a.addr - r.base) % elem != 0 || a.row_stride % elem != 0 || a.col_stride % elem != 0) {
-      Fail(id, Str(what, " ", ElemTypeName(r.dtype), " region ", region, " at byte offset ",
-                   a.addr - r.base, " with strides ", a.row_stride, "/", a.col_stride,
-                   ": not multiples of its ", elem, "-byte elements"));
-    }
+  if (r.dtype != isa::kElemTypeFloat32 && !integer_ok) {
+    Fail(id, Str(what, " DRAM region ", region, ", which holds ", ElemTypeName(r.dtype),
+                 " elements; only LOAD (converting to fp32), GATHER (indices) and STORE "
+                 "(converting from fp32) access integer regions"));
+  }
+  if ((a.addr - r.base) % elem != 0 || a.row_stride % elem != 0 || a.col_stride % elem != 0) {
+    Fail(id, Str(what, " ", ElemTypeName(r.dtype), " region ", region, " at byte offset ",
+                 a.addr - r.base, " with strides ", a.row_stride, "/", a.col_stride,
+                 ": not multiples of its ", elem, "-byte elements"));
   }
   return region;
 }

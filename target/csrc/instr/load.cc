@@ -34,9 +34,10 @@ void Validate(const OpId& id, const Instr& in, const Program& prog) {
                  " exceeds rows ", in[f::kRows]));
   }
   CheckRows(id, cfg, in[f::kDstMem], "dst_row", in[f::kDstRow], "rows", in[f::kRows]);
-  CheckByteOperand(id, "dram_addr", in[f::kDramAddr]);
-  CheckByteOperand(id, "row_stride", in[f::kRowStride]);
-  CheckByteOperand(id, "col_stride", in[f::kColStride]);
+  CheckAtLeast(id, "dram_addr", in[f::kDramAddr], 0);
+  // Strides and address are checked against the region's element size (CheckDramAccess).
+  CheckAtLeast(id, "row_stride", in[f::kRowStride], 0);
+  CheckAtLeast(id, "col_stride", in[f::kColStride], 0);
   const int64_t data_rows = in[f::kRows] - static_cast<int64_t>(pads);
   if (data_rows > 0) {
     CheckDramAccess(id, prog, "reads",
