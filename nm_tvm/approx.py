@@ -96,15 +96,22 @@ def _eps(tables: list[dict], key: str | None = None) -> float:
     return sum(t["limit"] for t in fitted(tables) if key is None or t["key"] == key)
 
 
+# Keys of the tables that approximate 1 / sqrt(v + eps): the normalization's own, and the fused
+# Sqrt -> Reciprocal of its decomposed ("_expanded") form.
+RSQRT_KEYS = ("rsqrt", "sqrt+reciprocal")
+
+
 def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
-                   expected: np.ndarray, attrs: dict | None = None) -> float:
+                   expected: np.ndarray, attrs: dict | None = None, output: int = 0) -> float:
     """Max |simulated - exact| allowed for one ONNX operator, from its tables' limits.
 
     Unary functions: the table error (times max |x| where the chain ends in ``x * T(x)``:
     HardSwish, Mish, Softsign = x * recip(1 + |x|), GELU's erf decomposition). Softmax over L elements: ``(L + 1) * e_exp +
     e_recip`` (the sum of L approximated exponentials feeds the reciprocal; all values <= 1
     because max-subtraction makes the largest exponent 0). LogSoftmax: ``L * e_exp + e_log``.
-    LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt``. Division by a tensor:
+    LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt`` for Y (``output`` 0), none
+    for Mean (1), ``e_rsqrt`` for InvStdDev (2); ``e_rsqrt`` is the largest limit of the
+    tables of ``RSQRT_KEYS`` (each output element passes one). Division by a tensor:
     ``max|a| * e_recip``. Plus fp32 slack ``1e-5 * max |expected|``.
     """
     attrs = attrs or {}
@@ -116,16 +123,39 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
         if op_type == "Softmax":
             return (length + 1) * _eps(tables, "exp") + _eps(tables, "reciprocal") + slack
         return length * _eps(tables, "exp") + _eps(tables, "log") + slack
+    if op_type == "Attention":  # its decomposed (_expanded) form: softmax(Q K^T) V
+        return _attention_bound(tables, inputs, attrs, output) + slack
     if op_type in ("LayerNormalization", "RMSNormalization"):
         axis = attrs.get("axis", -1) % max(1, x.ndim)
         axes = tuple(range(axis, x.ndim))
         centred = x - x.mean(axis=axes, keepdims=True) if op_type == "LayerNormalization" else x
         d = np.abs(centred).max()
         gamma = np.abs(inputs[1]).max() if len(inputs) > 1 else 1.0
-        return float(d * gamma) * _eps(tables, "rsqrt") + slack
+        e_rsqrt = max((t["limit"] for t in fitted(tables) if t["key"] in RSQRT_KEYS),
+                      default=0.0)
+        return {0: float(d * gamma) * e_rsqrt, 1: 0.0}.get(output, e_rsqrt) + slack
     if op_type == "Div":
         return float(np.abs(x).max()) * _eps(tables, "reciprocal") + slack
     # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
     gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish", "Softsign") \
         else 1.0
     return gain * _eps(tables) + slack
+
+
+def _attention_bound(tables: list[dict], inputs: list[np.ndarray], attrs: dict,
+                     output: int) -> float:
+    """Attention's outputs Y, present_key, present_value, qk_matmul_output. Each row of
+    probabilities p over L keys errs by at most ``dp = (L + 1) * e_exp + e_recip`` per element
+    (as Softmax; a softcap c adds ``c * e_tanh`` to the exponent, and exp is 1-Lipschitz
+    below 0), so ``Y = p V`` errs by ``max|V| * L * dp``; the present caches are copies. L is
+    the softmax's length, the top of its reciprocal table's range [1, L]."""
+    if output in (1, 2):
+        return 0.0
+    length = max((t["hi"] for t in fitted(tables) if t["key"] == "reciprocal"), default=1.0)
+    e_exp = _eps(tables, "exp") + float(attrs.get("softcap", 0.0)) * _eps(tables, "tanh")
+    dp = (length + 1) * e_exp + _eps(tables, "reciprocal")
+    if output == 3:
+        return dp
+    values = [np.abs(v[np.isfinite(v)]).max(initial=0.0) for v in
+              (inputs[2:3] + inputs[5:6]) if np.size(v)]
+    return float(max(values, default=1.0)) * length * dp

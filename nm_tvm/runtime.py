@@ -139,11 +139,24 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     try:
         imported = frontend.import_model(model, input_shapes)
         samples, record.calibration = _calibration_samples(model, imported, calibration, probe)
+        def offload(config, rec):
+            with tvm_target:
+                try:
+                    return accelerator_passes(hw, strict, config, probe, rec)(imported.mod)
+                except tvm.error.InternalError as err:
+                    raise _integer_arithmetic_error(imported.mod, err) from None
+
         if samples:
-            linearize = calibrate(model, samples, target=hw, input_shapes=input_shapes,
-                                  config=linearize)
-        with tvm_target:
-            offloaded = accelerator_passes(hw, strict, linearize, probe, record)(imported.mod)
+            try:
+                linearize = calibrate(model, samples, target=hw, input_shapes=input_shapes,
+                                      config=linearize)
+            except Exception:
+                # The probe build runs unsupported ops on the host, where TVM cannot lower
+                # some (integer power); a strict compile names them instead: try that first.
+                if strict:
+                    offload(linearize, CompileRecord())
+                raise
+        offloaded = offload(linearize, record)
     except (NotGemmOnlyError, frontend.ImporterError) as err:
         # Name the ONNX operators and nodes behind the failure (TVM's importer or
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows. A load error of
@@ -157,6 +170,34 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         raise
     executable = tvm.compile(offloaded, target=tvm_target, relax_pipeline="default")
     return CompiledModel(executable, hw, imported, record, offloaded)
+
+
+# Ops on integer / bool tensors the flow handles (casts, indices, masks, data movement).
+_INTEGER_OK = ("relax.astype", "relax.take", "relax.where", "relax.reshape", "relax.permute_dims",
+               "relax.broadcast_to", "relax.expand_dims", "relax.squeeze", "relax.concat",
+               "relax.strided_slice")
+
+
+def _integer_arithmetic_error(mod, err) -> NotGemmOnlyError:
+    """TVM failed inside the passes: name the integer / bool arithmetic (which neither the
+    accelerator nor, for some ops, TVM's host lowering supports) or report the failure."""
+    from nm_tvm.provenance import source_node
+
+    found = []
+    for block in mod["main"].body.blocks:
+        for b in block.bindings:
+            v = b.value
+            if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and \
+                    getattr(b.var.ty, "dtype", "float32") not in ("float32", "bool") and \
+                    v.op.name not in _INTEGER_OK and not v.op.name.startswith("relax.logical"):
+                node = source_node(v) or b.var.name
+                found.append(f"{v.op.name} on {b.var.ty.dtype} (node '{node}')")
+    cause = " ".join(str(err).split())[:200]
+    if found:
+        return UnsupportedOperatorError(
+            f"integer arithmetic is not supported (only casts, indices, masks and data "
+            f"movement of integer tensors): {', '.join(found[:5])} [TVM: {cause}]")
+    return NotGemmOnlyError(f"TVM failed while compiling the model: {cause}")
 
 
 def _calibration_samples(model, imported, calibration, probe: bool):

@@ -124,9 +124,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "And": OpSupport(EXACT, "m1 * m2 on 0/1 masks"),
     "Or": OpSupport(EXACT, "max(m1, m2) on 0/1 masks"),
     "Xor": OpSupport(EXACT, "m1 != m2 on 0/1 masks"),
-    "Where": OpSupport(EXACT, "float32 branches, any broadcast: max(min(x, S), min(y, -S)) "
-                              "with S = +-inf by an exact step table of the condition (exact, "
-                              "infinities included)"),
+    "Where": OpSupport(EXACT, "float32 branches, any broadcast: one VEC select on the 0/1 "
+                              "mask (exact, NaN and infinities included); two constant "
+                              "branches: an exact step table"),
     "CastLike": OpSupport(EXACT, "as Cast; to the tensor's own type: removed"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),

@@ -63,13 +63,17 @@ class _Decompose(relax.PyExprMutator):
 
     def _decompose(self, call):
         name, disabled = call.op.name, self.tables.config.disabled
+        if getattr(call.ty, "dtype", None) != "float32":
+            return call  # integer / bool arithmetic has no accelerator form: left as it is
         if name in ("relax.nn.softmax", "relax.nn.log_softmax") and "softmax" not in disabled:
             return self._softmax(call, log=name.endswith("log_softmax"))
         if name == "relax.nn.layer_norm" and "layer_norm" not in disabled:
             return self._norm(call)
         if name == "relax.divide" and sf.scalar_constant(call.args[0]) is None \
                 and not isinstance(call.args[1], tvm.ir.Constant) and "reciprocal" not in disabled:
-            recip = self._reciprocal(call.args[1], POSITIVE_RANGE)
+            # 1 / b as an elementwise op: the fusion below folds it into b's own scalar
+            # function (one table for 1 / sqrt(v + eps), not a reciprocal of a fitted sqrt)
+            recip = self._emit(relax.op.divide(relax.const(1.0, "float32"), call.args[1]))
             return relax.op.multiply(call.args[0], recip)
         if name in ("relax.max", "relax.mean", "relax.sum"):
             return self._reduce_trailing(call)

@@ -10,10 +10,9 @@ float32 twin holding 0.0 / 1.0, built from operations that are exact:
   to ``k`` directly. Integer and bool operands are cast to float32 first (a converting LOAD;
   exact for integers up to 2^24 in magnitude; integer constants beyond that are left alone).
 * ``not m = 1 - m``, ``m1 and m2 = m1 * m2``, ``m1 or m2 = max(m1, m2)``, ``xor = (m1 != m2)``.
-* ``where(c, x, y) = max(min(x, S), min(y, -S))`` with ``S = +inf where c else -inf`` (a step
-  table): exact for every x and y, infinities included (``y + c * (x - y)`` rounds and gives
-  NaN for an infinite branch); a scalar constant branch folds into the table
-  (``min(k, S) = where(c, k, -inf)``).
+* ``where(c, x, y)`` stays: one VEC select whose bool condition the LOAD converts to 0/1,
+  exact for every x and y, NaN and infinities included (``y + c * (x - y)`` rounds and leaks
+  them); with two scalar constant branches an exact step table of the mask.
 
 A boolean result used by anything else (a graph output, an unknown op) is ``astype(twin,
 bool)``: a STORE into a bool region. Known limit: comparisons of two infinities of the same
@@ -112,25 +111,17 @@ class _MaskRewriter(relax.PyExprMutator):
         return self._compare("relax.not_equal", masks[0], masks[1], out_shape)
 
     def _where(self, call, args):
+        """Two scalar constant branches: an exact step table of the mask. Otherwise the Where
+        stays (one VEC select, its bool condition converted by the LOAD)."""
         cond, x, y = args
         m = self._as_float(cond)
-        if m is None or _dtype(call) != "float32" or _dtype(x) != "float32" \
-                or _dtype(y) != "float32":
-            return None
         kx, ky = _scalar(x), _scalar(y)
+        if m is None or kx is None or ky is None or _dtype(call) != "float32" \
+                or _shape(m) != _shape(call):
+            return None
         on = self._emit(relax.op.not_equal(m, relax.const(0.0, "float32")))
-
-        def step(if_true: float, if_false: float):
-            return self._emit(relax.op.where(on, relax.const(if_true, "float32"),
-                                             relax.const(if_false, "float32")))
-
-        if kx is not None and ky is not None and _shape(m) == _shape(call):
-            return step(kx, ky)
-        take_x = step(kx, -np.inf) if kx is not None else \
-            self._emit(relax.op.minimum(x, step(np.inf, -np.inf)))
-        take_y = step(-np.inf, ky) if ky is not None else \
-            self._emit(relax.op.minimum(y, step(-np.inf, np.inf)))
-        return self._emit(relax.op.maximum(take_x, take_y))
+        return self._emit(relax.op.where(on, relax.const(kx, "float32"),
+                                         relax.const(ky, "float32")))
 
     def _rewrite(self, call, args):
         name = call.op.name

@@ -246,6 +246,21 @@ for _op in ("add", "subtract", "multiply", "maximum", "minimum"):
     accelerator_op(_op, f"relax.{_op}", _check_binary, arity=2, epilogues=True)(_lower_binary)
 
 
+def _check_where(context) -> bool:
+    """``where(c, x, y)``: a static bool condition, float32 branches, any broadcast."""
+    call = context.annotated_expr["anchor"]
+    return static_tensor(call.args[0], ("bool",)) and static_tensor(call) and \
+        all(getattr(a.ty, "dtype", None) == "float32" for a in call.args[1:])
+
+
+@accelerator_op("where", "relax.where", _check_where,
+                pattern=is_op("relax.where")(wildcard(), wildcard(), wildcard()))
+def _lower_where(comp, hw, layer_id):
+    a = comp.anchor
+    ops = [(operand(comp, v), shape_of(v), str(v.ty.dtype)) for v in a.args]
+    return cg.elementwise_program(hw, layer_id, shape_of(a), "where", ops)
+
+
 def _lower_table(comp, hw, layer_id):
     """ReLU or an ``nm.pwl_map`` table alone: one PWL pass over the tensor."""
     a = comp.anchor

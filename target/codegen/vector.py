@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hardware import HardwareConfig
-from ..isa import ELEM_BYTES, Mem, Op, Queue, VecOp, bit
+from ..isa import ELEM_BYTES, ELEM_TYPE_BYTES, ElemType, Mem, Op, Queue, VecOp, bit
 from .layer import (AcceleratorCall, CodegenError, Param, _ceil, _Layer, _nbytes, _split,
                     _trailing_reduction)
 from .movement import Copy, _broadcast_strides, _emit_staged_copies, _view_copies, staging_rows
@@ -100,16 +100,18 @@ def table_entries(hw: HardwareConfig) -> int:
     for subtract / minimum, the negation table after it (elementwise_program)."""
     return hw.pwl_entries - len(NEG_TABLE)
 VEC_OPS = {"add": VecOp.ADD, "subtract": VecOp.ADD, "multiply": VecOp.MUL,
-           "maximum": VecOp.MAX, "minimum": VecOp.MAX}
+           "maximum": VecOp.MAX, "minimum": VecOp.MAX, "where": VecOp.SELECT}
 
 
 def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None,
                         operands: list, table: np.ndarray | None = None) -> AcceleratorCall:
     """``table(a <op> b)`` (or ``table(a)``) on accumulator rows: VEC for the op, PWL maps for
     the table and for negations (``a - b = a + neg(b)``, ``min(a, b) = -max(-a, -b)``).
+    ``where`` takes three operands (a 0/1 condition, x, y): one VEC select.
 
-    ``operands`` are ``(Param or constant array, shape)`` pairs broadcastable to ``shape``:
-    constants are broadcast at compile time, tensors by strided DMA copies into scratch DRAM.
+    ``operands`` are ``(Param or constant array, shape[, dtype])`` broadcastable to ``shape``:
+    constants are broadcast at compile time, tensors by strided DMA copies into scratch DRAM;
+    a bool / integer tensor (a Where condition) is converted to fp32 by its LOADs.
     The flattened output is processed in double-buffered tiles of DIM-wide rows.
     """
     shape = tuple(int(v) for v in shape)
@@ -117,18 +119,22 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
     if op is not None and op not in VEC_OPS:
         raise CodegenError(f"no vector op for '{op}'")
     layer = _Layer(hw, layer_id)
-    sources, expand = [], []
-    for value, vshape in operands:
+    sources, elems, expand = [], [], []  # DRAM address and element bytes per operand
+    for value, vshape, *dtype in operands:
         vshape = tuple(int(v) for v in vshape)
         if isinstance(value, Param):
-            addr = layer.input(value, _nbytes(vshape))
+            etype = ElemType[dtype[0]] if dtype else ElemType.float32
+            elem = ELEM_TYPE_BYTES[etype]
+            addr = layer.input(value, int(np.prod(vshape, dtype=np.int64)) * elem, etype)
             if vshape != shape:
-                expand.append((addr, vshape, len(sources)))
+                expand.append((addr, vshape, len(sources), elem))
             sources.append(addr)
+            elems.append(elem)
         else:
             sources.append(layer.const(np.broadcast_to(np.asarray(value, np.float32), shape)))
-    for addr, vshape, slot in expand:
-        sources[slot] = layer.scratch(_nbytes(shape))
+            elems.append(4)
+    for addr, vshape, slot, _ in expand:  # broadcast copies land as fp32
+        sources[slot], elems[slot] = layer.scratch(_nbytes(shape)), 4
     tables = []  # (base, segments) per table kind
     base = 0
     for kind, values in (("post", table), ("neg", NEG_TABLE if op in ("subtract", "minimum") else None)):
@@ -148,8 +154,9 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
     # every broadcast tensor in one staged stream: its single hand-off token orders all of
     # them before the first accumulator load (a stream per tensor raced on the staging rows)
     pending = _emit_staged_copies(layer, [
-        cp for addr, vshape, slot in expand
-        for cp in _view_copies(hw, addr, _broadcast_strides(vshape, shape), sources[slot], shape)
+        cp for addr, vshape, slot, elem in expand
+        for cp in _view_copies(hw, addr, _broadcast_strides(vshape, shape), sources[slot], shape,
+                               src_elem=elem)
     ], handoff=True)
     n_ops = len(sources)
     tile_rows = max(1, min(_ceil(total, d), hw.acc_rows // (2 * n_ops)))
@@ -165,8 +172,8 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
                 last = j == n_ops - 1 and pi == len(parts) - 1
                 layer.b.emit(Op.LOAD, wait=wait, signal=bit(Queue.COMPUTE) if last else 0,
                              dst_mem=Mem.ACCUMULATOR, dst_row=buf + j * tile_rows + r0,
-                             dram_addr=src + elem * 4, rows=nrows, cols=ncols,
-                             row_stride=d * 4, col_stride=4)
+                             dram_addr=src + elem * elems[j], rows=nrows, cols=ncols,
+                             row_stride=d * elems[j], col_stride=elems[j])
         a_row, b_row = buf, buf + tile_rows
         steps = []  # (opcode, operands) on the accumulator, in place into a_row
         pwl = lambda row, tab: (Op.PWL, dict(dst_row=row, src_row=row, rows=rows,
@@ -175,7 +182,10 @@ def elementwise_program(hw: HardwareConfig, layer_id: int, shape, op: str | None
             steps.append(pwl(a_row, neg))
         if op in ("subtract", "minimum"):
             steps.append(pwl(b_row, neg))
-        if op is not None:
+        if op == "where":  # condition rows (a_row) are overwritten by the selection
+            steps.append((Op.VEC, dict(op=VecOp.SELECT, dst_row=a_row, a_row=b_row,
+                                       b_row=buf + 2 * tile_rows, rows=rows)))
+        elif op is not None:
             steps.append((Op.VEC, dict(op=VEC_OPS[op], dst_row=a_row, a_row=a_row,
                                        b_row=b_row, rows=rows)))
         if op == "minimum":
