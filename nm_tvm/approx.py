@@ -144,17 +144,16 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
 
 def _attention_bound(tables: list[dict], inputs: list[np.ndarray], attrs: dict,
                      output: int) -> float:
-    """Attention's outputs Y, present_key, present_value, qk_matmul_output. Each row of
-    probabilities p over L keys errs by at most ``dp = (L + 1) * e_exp + e_recip`` per element
-    (as Softmax; a softcap c adds ``c * e_tanh`` to the exponent, and exp is 1-Lipschitz
-    below 0), so ``Y = p V`` errs by ``max|V| * L * dp``; the present caches are copies. L is
-    the softmax's length, the top of its reciprocal table's range [1, L]."""
-    if output in (1, 2):
-        return 0.0
+    """Attention's output Y (``output`` 0) and the others (present key / value caches: copies;
+    qk_matmul_output: at most softmax-level error). Each row of probabilities p over L keys
+    errs by at most ``dp = (L + 1) * e_exp + e_recip`` per element (as Softmax; a softcap c
+    adds ``c * e_tanh`` to the exponent, and exp is 1-Lipschitz below 0), so ``Y = p V`` errs
+    by ``max|V| * L * dp`` and the other outputs by ``dp``. L is the softmax's length, the top
+    of its reciprocal table's range [1, L]."""
     length = max((t["hi"] for t in fitted(tables) if t["key"] == "reciprocal"), default=1.0)
     e_exp = _eps(tables, "exp") + float(attrs.get("softcap", 0.0)) * _eps(tables, "tanh")
     dp = (length + 1) * e_exp + _eps(tables, "reciprocal")
-    if output == 3:
+    if output != 0:
         return dp
     values = [np.abs(v[np.isfinite(v)]).max(initial=0.0) for v in
               (inputs[2:3] + inputs[5:6]) if np.size(v)]

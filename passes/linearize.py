@@ -133,7 +133,11 @@ class _Decompose(relax.PyExprMutator):
         length = _shape(x)[-1]
         m = self._emit(relax.op.max(x, axis=-1, keepdims=True))
         shifted = self._emit(relax.op.subtract(x, m))
-        exp_table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted, floor=-16.0)
+        # bounded: x - max(x) <= 0 and exp below -16 does not matter, so the table always
+        # spans [-16, 0] (calibration weights it): a range narrowed to the samples would
+        # give masked (-inf) and far-below-max scores its tail, not ~0
+        exp_table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted, floor=-16.0,
+                                       bounded=True)
         e = self._emit(self.tables.call(shifted, exp_table))
         s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
         if log:  # log_softmax = (x - m) - log(sum)

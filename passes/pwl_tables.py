@@ -92,8 +92,9 @@ class TableRegistry:
         """``floor``: inputs below it do not matter (softmax's exp below -16 is < 1e-7 of the
         largest term), so a calibrated range is cut there and the asymptote takes over.
         ``bounded``: the input lies in ``default_range`` by construction (a softmax's sum of
-        exps in [1, L]), so calibration only weights the fit: a range narrowed to the samples
-        would fail inputs the samples missed (masked rows sum to less)."""
+        exps in [1, L]; its shifted scores in [-16, 0] where they matter), so calibration only
+        weights the fit: a range narrowed to the samples would fail inputs the samples missed
+        (masked rows sum to less, masked scores are -inf)."""
         inst = self._instance(key)
         cfg = self.config
         lo, hi = cfg.ranges.get(inst, cfg.ranges.get(key, default_range))
