@@ -318,10 +318,16 @@ def _plan_fusion(func: relax.Function, tables: TableRegistry) -> dict:
     return replace
 
 
+POLE_LIKE = 1e6  # |f| this large on the default range: a pole behind a clamp (1 / max(x, eps))
+
+
 def _default_range(f) -> tuple:
+    """[-8, 8] unless f is undefined or blows up there (rsqrt, 1 / max(x, eps)): then the
+    positive range."""
     with np.errstate(all="ignore"):
         probe = f(np.linspace(*DEFAULT_RANGE, 257))
-    return DEFAULT_RANGE if np.all(np.isfinite(probe)) else POSITIVE_RANGE
+    tame = np.all(np.isfinite(probe)) and np.max(np.abs(probe)) < POLE_LIKE
+    return DEFAULT_RANGE if tame else POSITIVE_RANGE
 
 
 @tvm.transform.module_pass(opt_level=0, name="nm.Linearize")
