@@ -79,47 +79,6 @@ def _check_batch_norm_inference(proto: onnx.ModelProto) -> None:
                 "inference mode (running mean / variance) is supported")
 
 
-# Resize coordinate modes TVM's resize2d does not implement (it raises deep inside
-# legalization, after the model was accepted).
-_TVM_RESIZE_MODES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                     "tf_half_pixel_for_nn", "tf_crop_and_resize"}
-
-
-def _check_resize_modes(proto) -> None:
-    for node in proto.graph.node:
-        if node.op_type != "Resize":
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        mode = attrs["coordinate_transformation_mode"].s.decode() \
-            if "coordinate_transformation_mode" in attrs else "half_pixel"
-        if mode not in _TVM_RESIZE_MODES:
-            raise ModelLoadError(
-                f"Resize node '{node.name or node.output[0]}': coordinate_transformation_mode "
-                f"'{mode}' is not implemented by TVM's resize2d (supported: "
-                f"{', '.join(sorted(_TVM_RESIZE_MODES))})")
-
-
-def _check_resize_align_corners(mod: tvm.IRModule) -> None:
-    """TVM's align_corners resize divides by (output size - 1): an output axis of one element
-    fails in legalization with "Divide by zero". Refuse it by name instead."""
-    from nm_tvm.provenance import source_node
-
-    for func in mod.functions.values():
-        if not isinstance(func, relax.Function):
-            continue
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                call = binding.value
-                if (isinstance(call, relax.Call) and getattr(call.op, "name", "")
-                        == "relax.image.resize2d"
-                        and call.attrs.coordinate_transformation_mode == "align_corners"
-                        and any(int(d) == 1 for d in list(call.ty.shape)[2:])):
-                    raise ModelLoadError(
-                        f"Resize node '{source_node(call) or binding.var.name}': "
-                        "align_corners to an output axis of size 1 is not implemented by "
-                        "TVM's resize2d (it divides by the output size - 1)")
-
-
 def _check_conv_transpose_pads(proto) -> None:
     """ONNX says a ConvTranspose's ``output_shape`` overrides its ``pads``, while its reference
     implementation uses both: refuse the two together, naming the node."""
@@ -140,7 +99,6 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         raise ModelLoadError(f"ONNX model is invalid: {err}") from None
     _check_layer_norm_outputs(proto)
     _check_batch_norm_inference(proto)
-    _check_resize_modes(proto)
     _check_conv_transpose_pads(proto)
     input_shapes = dict(input_shapes or {})
     shapes, dtypes = {}, {}
@@ -174,9 +132,10 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         proto = explicit_conv_transpose_pads(explicit_auto_pad(
             fold_shape_computations(with_static_inputs(proto, shapes))))
         mod = _from_onnx_with_sources(proto, shapes)
+    except ModelLoadError:  # refused by one of our conversions, naming the node
+        raise
     except Exception as err:
         raise ImporterError(f"TVM's ONNX importer failed: {err}") from None
-    _check_resize_align_corners(mod)
     _check_static_shapes(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,
                          [o.name for o in proto.graph.output], proto)
@@ -241,6 +200,113 @@ def _constant_pad(inputs, attrs):
     return relax.op.nn.pad(data, width, "constant", fill)
 
 
+def _resize_constants(node: onnx.NodeProto, inputs) -> list:
+    """A Resize / Upsample node's inputs as arrays (roi, scales, sizes; None where absent):
+    its matrices are built at import, so every input but the data must be a constant."""
+    values = [None]
+    for pos in range(1, len(node.input)):
+        expr = inputs[pos]
+        if expr is None:
+            values.append(None)
+        elif isinstance(expr, tvm.ir.Constant):
+            values.append(expr.value.numpy())
+        elif isinstance(expr, relax.ShapeExpr) and all(hasattr(v, "value") for v in expr.values):
+            values.append(np.array([int(v.value) for v in expr.values], np.int64))
+        else:
+            raise ModelLoadError(
+                f"{node.op_type} node '{node.name}': input '{node.input[pos]}' is computed at "
+                "run time; roi, scales and sizes must be constants (the interpolation matrices "
+                "are built at compile time)")
+    return values
+
+
+def _nearest_view(resize, attrs: dict) -> tuple[str, str] | None:
+    """(coordinate mode, rounding) for a resize2d the backend runs as one DMA view: a 4-D
+    Resize of H / W whose ONNX matrices pick one input each (nearest, or linear at integer
+    coordinates) along integer repeats or strides, given resize2d attributes that read the
+    same index maps (TVM maps coordinates by the sizes, ONNX by the scales): the node's own
+    if so, else asymmetric / floor. None: the GEMM path."""
+    from nm_tvm.resize_matrices import nearest_source_index, strided_axis_map
+
+    indices = resize.nearest_indices()
+    if indices is None or len(resize.in_shape) != 4 or not set(indices) <= {2, 3}:
+        return None
+    lengths = [(resize.in_shape[a], resize.out_shape[a]) for a in (2, 3)]
+    if any(n_out % n_in and n_in % n_out for n_in, n_out in lengths):
+        return None  # the backend takes integer length ratios only
+    maps = [indices.get(a, np.arange(resize.in_shape[a])) for a in (2, 3)]
+    if any(strided_axis_map(index) is None for index in maps):
+        return None
+    own = (attrs.get("coordinate_transformation_mode", "half_pixel"),
+           attrs.get("nearest_mode", "round_prefer_floor"))
+    for mode, rounding in (own, ("asymmetric", "floor")):
+        if mode == "align_corners" and any(n_out == 1 for _, n_out in lengths):
+            continue  # TVM's resize2d divides by the output size - 1
+        if all(np.array_equal(nearest_source_index(n_in, n_out, mode, rounding), index)
+               for (n_in, n_out), index in zip(lengths, maps)):
+            return mode, rounding
+    return None
+
+
+def _resize_gemms(bb, x, resize):
+    """One matmul with a constant interpolation matrix per resized axis (the order with the
+    fewest MACs), reshaped so that it contracts that axis: ``rows @ A^T`` when the axis is
+    innermost (one GEMM over every row), else ``A @ slab`` with A broadcast over the leading
+    axes; then tf_crop_and_resize's constant extrapolation term."""
+    def reshaped(y, shape):
+        if [int(d) for d in y.ty.shape] == list(shape):
+            return y
+        return bb.emit(relax.op.reshape(y, shape))
+
+    y, shape = x, list(resize.in_shape)
+    for axis in resize.axis_order():
+        matrix = resize.matrices[axis].astype(np.float32)
+        n_out, n_in = matrix.shape
+        pre, post = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1:]))
+        if post == 1:
+            product = relax.op.matmul(reshaped(y, (pre, n_in)), relax.const(matrix.T.copy()))
+        else:
+            slab = (n_in, post) if pre == 1 else (pre, n_in, post)
+            product = relax.op.matmul(relax.const(matrix), reshaped(y, slab))
+        shape[axis] = n_out
+        y = bb.emit(product)
+    y = reshaped(y, shape)
+    if resize.bias is not None:
+        y = relax.op.add(y, relax.const(resize.bias.astype(np.float32)))
+    return y
+
+
+def _convert_resize(bb, node: onnx.NodeProto, opset: int, inputs):
+    """ONNX Resize / Upsample in every mode ONNX's reference defines: an integer-ratio nearest
+    one as resize2d (one DMA view in the backend), any other as GEMMs with the constant
+    matrices of ``nm_tvm.resize_matrices``. None: a form TVM's import keeps
+    (tf_half_pixel_for_nn, which the reference lacks)."""
+    from nm_tvm.resize_matrices import (ResizeFormError, attribute_values, resize_operands,
+                                        separable_resize)
+
+    x = inputs[0]
+    if getattr(x.ty, "dtype", None) != "float32":
+        raise ModelLoadError(f"{node.op_type} node '{node.name}': input of type "
+                             f"{getattr(x.ty, 'dtype', '?')}; Resize takes float32")
+    constants = _resize_constants(node, inputs)
+    try:
+        attrs = attribute_values(resize_operands(node, opset, constants)[0])
+        if attrs.get("coordinate_transformation_mode") == "tf_half_pixel_for_nn":
+            return None
+        resize = separable_resize(node, opset, [int(d) for d in x.ty.shape], constants)
+    except ResizeFormError as err:
+        raise ModelLoadError(str(err)) from None
+    if not resize.matrices and resize.bias is None:
+        return x  # the identity
+    view = _nearest_view(resize, attrs)
+    if view is not None:
+        return relax.op.image.resize2d(
+            x, size=relax.ShapeExpr(list(resize.out_shape[2:])), roi=[0.0] * 4,
+            layout="NCHW", method="nearest_neighbor", coordinate_transformation_mode=view[0],
+            rounding_method=view[1])
+    return _resize_gemms(bb, x, resize)
+
+
 def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModule:
     """TVM's ONNX import, with every call's span naming the ONNX node it came from
     (``nm_tvm.provenance``) so that reports can name layers as the source model does.
@@ -270,6 +336,11 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 padded = _constant_pad(inputs, attrs)
                 if padded is not None:
                     return self._own(padded, attrs["tvm_custom"]["name"])
+            if op_name in ("Resize", "Upsample"):
+                name = attrs["tvm_custom"]["name"]
+                resized = _convert_resize(self.bb, nodes[name], opset, inputs)
+                if resized is not None:
+                    return self._own(resized, name)
             result = super()._convert_operator(op_name, inputs, attrs, opset)
             node = attrs["tvm_custom"]["name"]
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)
@@ -288,6 +359,7 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
     for node in graph.node:
         if not node.name:
             node.name = node.output[0]
+    nodes = {node.name: node for node in graph.node}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     importer = SourceNamingImporter()
     mod = importer.from_onnx(graph, opset)

@@ -101,10 +101,20 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                         constant_inputs=(1,)),
     "Tile": OpSupport(EXACT, "constant repeats: one DMA view (repeats as stride-0 axes)",
                       constant_inputs=(1,)),
-    "Resize": OpSupport(EXACT, "mode=nearest, 2-D, where each output index reads an integer "
-                               "repeat or stride of the input (integer up/down scales, any "
-                               "coordinate mode and nearest_mode): one DMA view; constant "
-                               "scales / sizes", constant_inputs=(1, 2, 3)),
+    "Resize": OpSupport(EXACT, "every mode / coordinate_transformation_mode / nearest_mode / "
+                               "antialias / exclude_outside / axes / keep_aspect_ratio_policy "
+                               "of ONNX's reference, constant roi / scales / sizes: one GEMM per "
+                               "resized axis with a constant interpolation matrix (ONNX's "
+                               "reference on an identity basis), tf_crop_and_resize's "
+                               "extrapolation as a constant add; nearest 2-D integer repeats / "
+                               "strides as one DMA view. Nearest GEMMs (0/1 matrices) are exact "
+                               "in fp32; on bf16 targets the GEMM path rounds the input (and "
+                               "weights that bf16 cannot hold) like any GEMM operand; an Inf / "
+                               "NaN input makes the GEMM's outputs along its axes NaN (0 * Inf)",
+                        constant_inputs=(1, 2, 3)),
+    "Upsample": OpSupport(EXACT, "nearest / linear, constant scales >= 1: Resize with asymmetric "
+                                 "coordinates (nearest rounding down, as ONNX Runtime)",
+                          constant_inputs=(1,)),
     "Gather": OpSupport(EXACT, "constant table (an embedding), int32 / int64 indices, any "
                                "axis, negative indices from the end: one GATHER (indexed row "
                                "DMA) per block", constant_inputs=(0,)),

@@ -407,13 +407,13 @@ def test_resample_against_numpy(hw):
     (4, 2, "asymmetric", "", [0, 2]),                          # default rounding: floor
 ])
 def test_nearest_source_index_closed_forms(n_in, n_out, mode, rounding, expect):
-    from nm_tvm.target.backend.operators import nearest_source_index
+    from nm_tvm.resize_matrices import nearest_source_index
     index = nearest_source_index(n_in, n_out, mode, rounding)
     assert index.dtype == np.int64 and index.tolist() == expect
 
 
 def test_nearest_source_index_unknown_modes():
-    from nm_tvm.target.backend.operators import nearest_source_index
+    from nm_tvm.resize_matrices import nearest_source_index
     assert nearest_source_index(4, 8, "tf_crop_and_resize", "floor") is None
     assert nearest_source_index(4, 8, "asymmetric", "nearest") is None
 

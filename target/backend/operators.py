@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-import numpy as np
-
 from tvm.relax.dpl import is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern
 
 from nm_tvm.extern_funcs import PWL_FUNC
+from nm_tvm.resize_matrices import nearest_source_index, strided_axis_map
 from nm_tvm.target import codegen as cg
 from nm_tvm.target.hardware import HardwareConfig
 
@@ -329,56 +328,9 @@ def _lower_tile(comp, hw, layer_id):
     return cg.tile_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.repeats))
 
 
-# Source coordinate of output index o for each coordinate_transformation_mode, as ONNX and
-# TVM's topi resize define them (float32, then rounded and clamped to the input).
-_SOURCE_COORD = {
-    "half_pixel": lambda o, n_in, n_out: (o + 0.5) * (n_in / n_out) - 0.5,
-    "pytorch_half_pixel": lambda o, n_in, n_out: ((o + 0.5) * (n_in / n_out) - 0.5
-                                                  if n_out > 1 else 0 * o),
-    "align_corners": lambda o, n_in, n_out: (o * ((n_in - 1) / (n_out - 1))
-                                             if n_out > 1 else 0 * o),
-    "asymmetric": lambda o, n_in, n_out: o * (n_in / n_out),
-    "tf_half_pixel_for_nn": lambda o, n_in, n_out: (o + 0.5) * (n_in / n_out),
-}
-_ROUND = {
-    "round": lambda x: np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)),  # half away
-    "round_prefer_floor": lambda x: np.ceil(x - 0.5),
-    "round_prefer_ceil": lambda x: np.floor(x + 0.5),
-    "floor": lambda x: np.floor(x + 1e-5),
-    "ceil": lambda x: np.ceil(x - 1e-5),
-}
-
-
-def nearest_source_index(n_in: int, n_out: int, mode: str, rounding: str) -> np.ndarray | None:
-    """The input index each output index of one axis reads (None: a mode not handled)."""
-    if mode not in _SOURCE_COORD:
-        return None
-    rounding = rounding or ("round" if mode == "align_corners" else "floor")
-    if rounding not in _ROUND:
-        return None
-    o = np.arange(n_out, dtype=np.float32)
-    coord = _SOURCE_COORD[mode](o, np.float32(n_in), np.float32(n_out)).astype(np.float32)
-    return np.clip(_ROUND[rounding](coord), 0, n_in - 1).astype(np.int64)
-
-
-def strided_axis_map(index: np.ndarray) -> tuple[int, int, int] | None:
-    """``(up, down, offset)`` with ``index[o] == offset + (o // up) * down`` (one of up, down
-    is 1), or None when the map is no such repeat or stride."""
-    n_out = len(index)
-    runs = np.flatnonzero(np.diff(index)) + 1  # where the source index changes
-    up = int(runs[0]) if len(runs) else n_out
-    if n_out % up:
-        return None
-    steps = np.diff(index[::up])
-    down = int(steps[0]) if len(steps) else 1
-    if down < 1 or (up > 1 and down > 1):
-        return None
-    offset = int(index[0])
-    expect = offset + (np.arange(n_out) // up) * down
-    return (up, down, offset) if np.array_equal(index, expect) else None
-
-
 def _resize_axis_maps(call) -> list[tuple[int, int, int]] | None:
+    """The DMA view's (up, down, offset) per axis, as resize2d's attributes read (the ONNX
+    frontend emits resize2d only where this reading equals ONNX's own index maps)."""
     attrs = call.attrs
     if (attrs.layout != "NCHW" or attrs.method != "nearest_neighbor"
             or any(float(v) for v in attrs.roi)):
@@ -387,8 +339,7 @@ def _resize_axis_maps(call) -> list[tuple[int, int, int]] | None:
     maps = [(1, 1, 0), (1, 1, 0)]
     for n_in, n_out in zip(x_shape[2:], out_shape[2:]):
         if n_out % n_in and n_in % n_out:
-            return None  # ONNX maps coordinates by the scales input, TVM by n_in / n_out:
-            # the two agree only when the sizes have an integer ratio
+            return None  # TVM maps coordinates by n_in / n_out, ONNX by the scales input
         index = nearest_source_index(n_in, n_out, str(attrs.coordinate_transformation_mode),
                                      str(attrs.rounding_method))
         axis = strided_axis_map(index) if index is not None else None
@@ -400,8 +351,9 @@ def _resize_axis_maps(call) -> list[tuple[int, int, int]] | None:
 
 def _check_resize(context) -> bool:
     """Nearest-neighbour Resize whose per-axis index map is an integer repeat or stride (the
-    common upsampling of detectors and decoders); others stay on the host, named by the
-    GEMM-only check."""
+    common upsampling of detectors and decoders); the ONNX frontend turns every other Resize
+    into matmuls, and a resize2d of a Relax module that is neither stays on the host, named by
+    the GEMM-only check."""
     return all_static(context) and _resize_axis_maps(context.annotated_expr["anchor"]) is not None
 
 
