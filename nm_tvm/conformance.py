@@ -86,14 +86,18 @@ def _schema_names() -> dict[str, str]:
 def case_op(case) -> str:
     """The operator a case tests: the longest ONNX op name prefixing the case name
     (``test_averagepool_2d`` -> AveragePool), except that a graph of one op type named in the
-    case tests that op (``test_constant_pad`` -> Pad, not Constant); else the single op type."""
+    case, or not matching that prefix, tests that op (``test_constant_pad`` -> Pad, not
+    Constant; ``test_less_equal`` -> LessOrEqual, not Less); else the single op type."""
     key = re.sub(r"[^a-z0-9]", "", case.name.lower().removeprefix("test_"))
     types = {n.op_type for n in case.model.graph.node}
     best = max((low for low in _schema_names() if key.startswith(low)), key=len, default=None)
     only = next(iter(types)) if len(types) == 1 else None
-    if (only and only.lower() in key and not key.endswith("expanded")
+    if (only and not key.endswith("expanded")
+            and (only.lower() in key or best is None or _schema_names()[best] not in types)
             and (best is None or _schema_names()[best] != only)):
-        return only  # test_constant_pad tests Pad, not Constant (an expanded case: its op)
+        # test_constant_pad tests Pad, not Constant; test_less_equal LessOrEqual, not Less
+        # (an expanded case: its op)
+        return only
     if best:
         return _schema_names()[best]
     return only or "other"

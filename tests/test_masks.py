@@ -86,8 +86,10 @@ def test_comparisons_logic_and_where_match_onnx_runtime_exactly(target, rng):
               helper.make_node("Or", ["a", "greater"], ["o"]),
               helper.make_node("Xor", ["o", "ne"], ["xo"]),
               helper.make_node("Where", ["xo", "x", "y"], ["w"]),
-              helper.make_node("Cast", ["lessorequal"], ["le_f"], to=T.FLOAT)]
-    outputs = ["w", "le_f", "greaterorequal", "o"]
+              helper.make_node("Cast", ["lessorequal"], ["le_f"], to=T.FLOAT),
+              helper.make_node("CastLike", ["xo", "x"], ["xo_f"]),
+              helper.make_node("CastLike", ["x", "x"], ["same"])]  # to its own type
+    outputs = ["w", "le_f", "greaterorequal", "o", "xo_f", "same"]
     feeds = {"x": x, "y": y, "m": rng.random((3, 4)) > 0.3}
     compiled = _check_exact(_model(nodes, feeds, outputs), feeds, target)
     assert compiled.stats.macs == 0
