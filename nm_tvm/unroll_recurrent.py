@@ -75,18 +75,23 @@ class _Activation:
 class _Emitter:
     """Appends nodes and initializers, with names unique in the graph."""
 
-    def __init__(self, taken: set, opset: int):
-        self.taken = taken
+    def __init__(self, tensors: set, node_names: set, opset: int):
+        self.tensors, self.node_names = tensors, node_names  # names taken, two namespaces
         self.opset = opset
         self.nodes: list = []
         self.initializers: list = []
 
-    def fresh(self, name: str) -> str:
+    @staticmethod
+    def _unique(name: str, taken: set) -> str:
         candidate, k = name, 1
-        while candidate in self.taken:
+        while candidate in taken:
             candidate, k = f"{name}_{k}", k + 1
-        self.taken.add(candidate)
+        taken.add(candidate)
         return candidate
+
+    def fresh(self, name: str) -> str:
+        """A tensor name not yet in the graph."""
+        return self._unique(name, self.tensors)
 
     def const(self, name: str, value) -> str:
         name = self.fresh(name)
@@ -98,8 +103,8 @@ class _Emitter:
         """One node named ``name``; returns its output (``output`` when given: a node output
         of the source model)."""
         out = output or self.fresh(name)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.fresh(name),
-                                           **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out],
+                                           name=self._unique(name, self.node_names), **attrs))
         return out
 
     def slice(self, x: str, starts, ends, axes, name: str) -> str:
@@ -502,11 +507,11 @@ def unroll_recurrent(proto: onnx.ModelProto) -> onnx.ModelProto:
     shapes = _static_shapes(proto)
     constants = _constants(graph)
     used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
-    taken = ({i.name for i in graph.initializer} | {i.name for i in graph.input}
-             | {o for n in graph.node for o in n.output} | {n.name for n in graph.node})
+    tensors = ({i.name for i in graph.initializer} | {i.name for i in graph.input}
+               | {o for n in graph.node for o in n.output})
     out = onnx.ModelProto.FromString(proto.SerializeToString())
     del out.graph.node[:]
-    emit = _Emitter(taken, opset)
+    emit = _Emitter(tensors, {n.name for n in graph.node}, opset)
     for node in graph.node:
         if node.op_type not in RECURRENT_OPS or node.domain not in ("", "ai.onnx"):
             emit.nodes.append(node)
