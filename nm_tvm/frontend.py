@@ -168,14 +168,14 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
                              f"model inputs are {list(shapes)}")
     from nm_tvm.onnx_fold import (explicit_auto_pad, explicit_conv_transpose_pads,
                                   fold_shape_computations, with_static_inputs)
-    from nm_tvm.unroll_recurrent import unroll_recurrent
+    from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
         proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
             fold_shape_computations(with_static_inputs(proto, shapes)))))
         mod = _from_onnx_with_sources(proto, shapes)
-    except ModelLoadError:
-        raise  # a form the rewrites refuse (a recurrent node's): the message names the node
+    except UnrollError as err:  # a recurrent node's form: the message names the node
+        raise ModelLoadError(str(err)) from None
     except Exception as err:
         raise ImporterError(f"TVM's ONNX importer failed: {err}") from None
     _check_resize_align_corners(mod)

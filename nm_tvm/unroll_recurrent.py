@@ -12,7 +12,8 @@ layers as the source model does.
 
 Forms that cannot be unrolled into those operators (sequence lengths that vary per batch entry,
 an activation without a supported equivalent, weights computed at run time) raise
-:class:`nm_tvm.frontend.ModelLoadError` naming the node, its operator and the attribute.
+:class:`UnrollError` naming the node, its operator and the attribute; the frontend raises it
+as its ``ModelLoadError`` (this module stays below the frontend: pure ONNX and numpy).
 """
 from __future__ import annotations
 
@@ -59,10 +60,12 @@ _NO_EQUIVALENT = {"thresholdedrelu": "ThresholdedRelu (a step at alpha) has no s
                                      "continuous equivalent"}
 
 
-def _error(node, what: str):
-    from nm_tvm.frontend import ModelLoadError
+class UnrollError(ValueError):
+    """A recurrent node in a form the unroll cannot express (the message names the node)."""
 
-    return ModelLoadError(f"{node.op_type} node '{node.name or node.output[0]}': {what}")
+
+def _error(node, what: str) -> UnrollError:
+    return UnrollError(f"{node.op_type} node '{node.name or node.output[0]}': {what}")
 
 
 @dataclass(frozen=True)
