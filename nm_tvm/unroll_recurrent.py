@@ -48,7 +48,8 @@ _CELLS = {
 
 # Activation names (ONNX spells them in CamelCase; ONNX Runtime matches them in any case) ->
 # (takes alpha, takes beta, default alpha, default beta). Defaults are those of the ONNX
-# operator of the same name, which is what ONNX Runtime applies when the lists run short.
+# operator of the same name, which ONNX Runtime applies when the lists run short; Affine and
+# ScaledTanh have none it agrees with (it takes 0), so their values must be given.
 _ACTIVATIONS = {
     "sigmoid": (False, False, 0.0, 0.0), "tanh": (False, False, 0.0, 0.0),
     "relu": (False, False, 0.0, 0.0), "softsign": (False, False, 0.0, 0.0),
@@ -64,8 +65,13 @@ class UnrollError(ValueError):
     """A recurrent node in a form the unroll cannot express (the message names the node)."""
 
 
+def _node_name(node) -> str:
+    """The node's name, or (unnamed) its first output that is not omitted."""
+    return node.name or next((o for o in node.output if o), node.op_type)
+
+
 def _error(node, what: str) -> UnrollError:
-    return UnrollError(f"{node.op_type} node '{node.name or node.output[0]}': {what}")
+    return UnrollError(f"{node.op_type} node '{_node_name(node)}': {what}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,7 @@ class _Unroller:
     def __init__(self, node, shapes: dict, constants: dict, used: set, emit: _Emitter):
         self.node, self.emit, self.used = node, emit, used
         self.cell = _CELLS[node.op_type]
-        self.base = node.name or node.output[0]
+        self.base = _node_name(node)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         unknown = sorted(set(attrs) - self.cell.attributes)
         if unknown:
@@ -450,10 +456,11 @@ class _Unroller:
         if c is not None:
             c_new = emit.op("Add", [emit.op("Mul", [f, c], self._name(d, t, "f_c")), c_new],
                             self._name(d, t, "c"))
+        # h(c) right after c: the partitioner fuses the two into one layer (an add with a
+        # table epilogue) and names layers by the order of their last binding
+        h_c = emit.activation(h_act, c_new, self._name(d, t, "h_c"))
         o = gate(1, "o", c_new, f_act)
-        h_new = emit.op("Mul", [o, emit.activation(h_act, c_new, self._name(d, t, "h_c"))],
-                        self._name(d, t, "h"))
-        return h_new, c_new
+        return emit.op("Mul", [o, h_c], self._name(d, t, "h")), c_new
 
     def _gru_step(self, d: int, t: int, h: str | None, _c):
         f_act, g_act = self.acts[d]
@@ -461,15 +468,17 @@ class _Unroller:
         before_reset = bool(self.attrs.get("linear_before_reset", 0))
         zr = self._step_input(d, t, 0, 2, "zr_input")
         x_h = self._step_input(d, t, 2, 1, "h_input")
-        hr_h = None  # h R_h^T + R_bh (linear_before_reset)
+        hr = None  # h R^T + [0, 0, R_bh] (linear_before_reset)
         if h is not None and before_reset:  # one GEMM of all three gates
             hr = self._recurrent(d, t, h, 0, 3, "recurrent", bias=True)
             zr = emit.op("Add", [self._gates(hr, 0, 2, d, t, "zr_recurrent"), zr],
                          self._name(d, t, "zr"))
-            hr_h = self._gates(hr, 2, 1, d, t, "h_recurrent")
         elif h is not None:
             zr = self._recurrent(d, t, h, 0, 2, "zr", residual=zr)
+        # the clip right after its add: the partitioner fuses them and names layers by the
+        # order of their last binding
         zr = self._clip_block(zr, d, t, "zr")
+        hr_h = None if hr is None else self._gates(hr, 2, 1, d, t, "h_recurrent")
         z = self._activate(f_act, self._gates(zr, 0, 1, d, t, "z_pre"), d, t, "z", clipped=True)
         r = self._activate(f_act, self._gates(zr, 1, 1, d, t, "r_pre"), d, t, "r", clipped=True)
         if before_reset:

@@ -147,6 +147,9 @@ def _check_compiled(proto, feeds):
         bound = approx.op_error_bound(op, compiled.pwl_tables, [feeds["X"]], e)
         err = float(np.max(np.abs(g.astype(np.float64) - e)))
         assert err <= bound, f"{op}: max abs err {err:.3g} > bound {bound:.3g}"
+    # every layer named after the source node (a partitioner fallback names them "00_matmul")
+    assert compiled.layers and all(layer["node"].startswith(NODE + "/")
+                                   for layer in compiled.layers)
     return compiled
 
 
@@ -215,8 +218,6 @@ def test_compiled_within_the_table_bound(op, direction):
     proto, feeds = _model(op, direction, seq=3 + (direction == "reverse"),
                           batch=1 + (op != "RNN"), hidden=4 + 2 * (op == "RNN"), seed=3)
     compiled = _check_compiled(proto, feeds)
-    assert compiled.layers and all(layer["node"].startswith(NODE + "/")
-                                   for layer in compiled.layers)
     assert any(layer["name"] == f"{NODE}/{'forward/' * (direction == 'bidirectional')}step1/"
                f"{'gates' if op != 'GRU' else 'zr'}" for layer in compiled.layers)
 
@@ -224,9 +225,10 @@ def test_compiled_within_the_table_bound(op, direction):
 @pytest.mark.parametrize("form", [
     dict(op="LSTM", layout=1, peepholes=True, clip=0.8, input_forget=1, initial="constant"),
     dict(op="GRU", direction="reverse", linear_before_reset=1, clip=0.6, initial=None),
+    dict(op="LSTM", direction="reverse", batch=3, outputs=("", "Y_h")),  # h(c) fused
     dict(op="RNN", direction="bidirectional", activations=["Relu", "Softsign"],
          outputs=("", "Y_h")),
-], ids=["lstm", "gru", "rnn"])
+], ids=["lstm", "gru", "lstm_y_h", "rnn"])
 def test_compiled_cell_attributes(form):
     form = dict(form)
     _check_compiled(*_model(form.pop("op"), form.pop("direction", "forward"), seq=3, hidden=4,
