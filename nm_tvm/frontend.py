@@ -127,11 +127,14 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
                              f"model inputs are {list(shapes)}")
     from nm_tvm.onnx_fold import (explicit_auto_pad, explicit_conv_transpose_pads,
                                   fold_shape_computations, with_static_inputs)
+    from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
-        proto = explicit_conv_transpose_pads(explicit_auto_pad(
-            fold_shape_computations(with_static_inputs(proto, shapes))))
+        proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
+            fold_shape_computations(with_static_inputs(proto, shapes)))))
         mod = _from_onnx_with_sources(proto, shapes)
+    except UnrollError as err:  # a recurrent node's form: the message names the node
+        raise ModelLoadError(str(err)) from None
     except ModelLoadError:  # refused by one of our conversions, naming the node
         raise
     except Exception as err:

@@ -121,6 +121,21 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
                             "border as broadcast DMA views of the value, the input copied "
                             "into place", constant_inputs=(1, 2, 3)),
+    # Unrolled before import (nm_tvm/unroll_recurrent.py) into MatMul / Add / Mul / Slice /
+    # Concat and the gate activations' tables (sigmoid / tanh are PWL: approximate)
+    "LSTM": OpSupport(APPROX, "unrolled over the static sequence: the input projection one "
+                              "GEMM for all steps and directions, h R^T per step; forward / "
+                              "reverse / bidirectional, layout 0 / 1, optional B / initial_h / "
+                              "initial_c / P, any subset of Y / Y_h / Y_c, clip, input_forget, "
+                              "activations Sigmoid / Tanh / Relu / HardSigmoid / LeakyRelu / Elu "
+                              "/ Softsign / Softplus / Affine / ScaledTanh; constant W / R / B / "
+                              "P; sequence_lens only as a constant equal to the sequence length",
+                      constant_inputs=(1, 2, 3, 4, 7)),
+    "GRU": OpSupport(APPROX, "unrolled as LSTM (same directions, layouts, outputs, clip and "
+                             "activations), linear_before_reset 0 and 1; constant W / R / B",
+                     constant_inputs=(1, 2, 3, 4)),
+    "RNN": OpSupport(APPROX, "unrolled as LSTM (same directions, layouts, outputs, clip and "
+                             "activations); constant W / R / B", constant_inputs=(1, 2, 3, 4)),
     "Cast": OpSupport(EXACT, "int32 / int64 / int8 / uint8 / bool to FLOAT by the LOAD DMA, "
                              "FLOAT to those by the STORE DMA (truncation toward zero; out of "
                              "range an error), to and from BOOL; to the same type: removed"),
