@@ -48,10 +48,13 @@ def observe(probe_model, samples: list[dict]) -> dict:
     return {inst: np.concatenate(parts) for inst, parts in seen.items()}
 
 
-def calibrated_config(config: LinearizeConfig | None, seen: dict, seed: int = 0) -> LinearizeConfig:
-    """``config`` with each observed table's range (its [min, max] widened by MARGIN) and sample
-    weights (at most MAX_SAMPLES values). Exact (piecewise-linear) tables need no calibration;
-    the compile that uses this is :func:`nm_tvm.runtime.calibrate`."""
+def calibrated_config(config: LinearizeConfig | None, seen: dict, seed: int = 0,
+                      cover: dict | None = None) -> LinearizeConfig:
+    """``config`` with each observed table's range (its [min, max] widened by MARGIN, and
+    still covering ``cover[id]`` where given) and sample weights (at most MAX_SAMPLES values).
+    Exact (piecewise-linear) tables need no calibration; the compile that uses this is
+    :func:`nm_tvm.runtime.calibrate`."""
+    cover = cover or {}
     config = config or LinearizeConfig()
     rng = np.random.default_rng(seed)
     ranges, kept = dict(config.ranges), dict(config.samples)
@@ -59,7 +62,10 @@ def calibrated_config(config: LinearizeConfig | None, seen: dict, seed: int = 0)
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
-        ranges[inst] = _widen(float(values.min()), float(values.max()))
+        lo, hi = _widen(float(values.min()), float(values.max()))
+        if inst in cover:
+            lo, hi = min(lo, cover[inst][0]), max(hi, cover[inst][1])
+        ranges[inst] = (lo, hi)
         if values.size > MAX_SAMPLES:
             values = rng.choice(values, MAX_SAMPLES, replace=False)
         kept[inst] = values

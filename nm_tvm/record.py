@@ -46,6 +46,7 @@ class TableRecord(TypedDict, total=False):
     max_err: float  # fitted, measured on the range
     mean_abs_err: float
     limit: float  # independent limit (nm_tvm.pwl_limits); fitted tables only
+    floor: float  # inputs below it do not matter (softmax's exp below -16)
     mean_limit: float | None
     table: list  # (entries, 3) rows: breakpoint, slope, intercept
     grid: list  # [x, f(x)] samples for plots

@@ -1,4 +1,10 @@
-"""Compare simulator outputs with ONNX Runtime (and, optionally, with the rounding bound)."""
+"""Compare simulator outputs with ONNX Runtime, pass / fail against a derived tolerance.
+
+Each output passes when ``max |sim - ref| <= rtol * max |ref| + pwl_bound``: ``rtol`` covers
+operand rounding (fp32 1e-5, bf16 5e-2 unless given), ``pwl_bound`` the fitted tables' error
+propagated to the output (:func:`nm_tvm.pwl_error_bound.pwl_error_bound`). So a model passes
+when its approximations behave as fitted and fails when they do not; tables whose inputs left
+their fitted range are listed (``out_of_range``), since the bound does not cover them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +13,7 @@ import numpy as np
 
 from nm_tvm import frontend
 from nm_tvm.error_bound import rounding_error_bound
+from nm_tvm.pwl_error_bound import out_of_range, pwl_error_bound
 from nm_tvm.reference import onnx_runtime_outputs
 from nm_tvm.runtime import compile as nm_compile
 
@@ -19,6 +26,8 @@ class OutputComparison:
     cosine: float
     bound: float | None = None  # max of the elementwise rounding bound (error_bound.py)
     within_bound: bool | None = None  # every element inside its bound
+    tolerance: float | None = None  # absolute: rtol * max|ref| + the PWL bound
+    passed: bool | None = None
 
 
 @dataclass
@@ -26,14 +35,37 @@ class ValidationReport:
     target: str
     outputs: list[OutputComparison] = field(default_factory=list)
     stats: object = None
+    out_of_range: list[dict] = field(default_factory=list)  # tables fed outside their range
 
     @property
     def max_rel_err(self) -> float:
         return max(o.max_rel_err for o in self.outputs)
 
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
     def rows(self) -> list[dict]:
         return [{"output": o.name, "max_abs_err": o.max_abs_err, "max_rel_err": o.max_rel_err,
-                 "cosine": o.cosine, "within_bound": o.within_bound} for o in self.outputs]
+                 "cosine": o.cosine, "tolerance": o.tolerance, "passed": o.passed,
+                 "within_bound": o.within_bound} for o in self.outputs]
+
+
+def default_rtol(operand_dtype: str) -> float:
+    """Normwise rounding tolerance of the operand dtype."""
+    return 1e-5 if operand_dtype == "float32" else 5e-2
+
+
+def judge(compiled, inputs: dict, comparisons: list[OutputComparison], refs: list[np.ndarray],
+          rtol: float | None = None) -> list[dict]:
+    """Fill each comparison's tolerance and verdict; returns the out-of-range tables."""
+    rtol = default_rtol(compiled.hw.operand_dtype) if rtol is None else rtol
+    bounds = pwl_error_bound(compiled, inputs)
+    for c, ref, pwl in zip(comparisons, refs, bounds):
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        c.tolerance = rtol * scale + pwl
+        c.passed = c.max_abs_err <= c.tolerance
+    return out_of_range(compiled, inputs)
 
 
 def compare(name: str, sim: np.ndarray, ref: np.ndarray) -> OutputComparison:
@@ -49,9 +81,12 @@ def compare(name: str, sim: np.ndarray, ref: np.ndarray) -> OutputComparison:
 
 
 def validate(model, inputs: dict | None = None, target=None, input_shapes: dict | None = None,
-             with_bound: bool = False, seed: int = 0) -> ValidationReport:
-    """Compile for ``target``, run on the simulator and in ONNX Runtime, compare every output."""
-    compiled = nm_compile(model, target=target, input_shapes=input_shapes)
+             with_bound: bool = False, seed: int = 0, rtol: float | None = None,
+             calibration=None) -> ValidationReport:
+    """Compile for ``target``, run on the simulator and in ONNX Runtime, compare every output
+    and judge it against the derived tolerance (module doc); ``report.passed``."""
+    compiled = nm_compile(model, target=target, input_shapes=input_shapes,
+                          calibration=calibration)
     imported = frontend.import_model(model, input_shapes)
     if imported.onnx_model is None:
         raise ValueError("validate() needs an ONNX model (ONNX Runtime is the reference)")
@@ -68,4 +103,5 @@ def validate(model, inputs: dict | None = None, target=None, input_shapes: dict 
             cmp_.bound = float(bounds[i].max())
             cmp_.within_bound = bool(np.all(np.abs(sim[i] - ref[i]) <= bounds[i]))
         report.outputs.append(cmp_)
+    report.out_of_range = judge(compiled, inputs, report.outputs, ref, rtol)
     return report

@@ -111,6 +111,8 @@ class TableRegistry:
         except (PoleError, ValueError) as err:
             raise LinearizeError(f"cannot linearize {inst}: {err}") from None
         table.notes["limit"] = promised.max_err
+        if floor is not None:  # inputs below it do not matter (out_of_range skips them)
+            table.notes["floor"] = float(floor)
         table.notes["mean_limit"] = promised.mean_abs_err
         if table.max_err > promised.max_err:
             warnings.warn(f"PWL table {inst} on [{lo:.6g}, {hi:.6g}]: fitted max error "

@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile_options(p, with_output=False)
     _add_input_options(p)
     p.add_argument("--rtol", type=positive_float,
-                   help="max normwise relative error (default 1e-5 for fp32 targets, 5e-2 for "
-                        "bf16)")
+                   help="rounding part of the tolerance, relative to max |ORT output| (default "
+                        "1e-5 for fp32 targets, 5e-2 for bf16); the fitted PWL tables' "
+                        "propagated bound is added to it")
     p.add_argument("--per-layer", action="store_true",
                    help="compare every accelerator layer with ONNX Runtime; report the first "
                         "that diverges")
