@@ -363,9 +363,22 @@ def labels(name: str) -> list[str] | None:
         return None
 
 
-def postprocess(name: str, outputs: list[np.ndarray]) -> str | None:
-    """A readable result: recognised text, class label, or embedding norm."""
+def task_outputs(name: str, outputs: list[np.ndarray], inputs: dict) -> dict[str, np.ndarray]:
+    """What the model is for, beyond its raw outputs: a text model's sentence embedding
+    (mean-pooled over the real tokens, L2-normalised), else nothing."""
+    if load(name).kind == "text" and "attention_bias" in inputs:
+        return {"sentence_embedding": sentence_embedding(outputs[0], inputs["attention_bias"])}
+    return {}
+
+
+def postprocess(name: str, outputs: list[np.ndarray], inputs: dict | None = None) -> str | None:
+    """A readable result: recognised text, class label, or the sentence embedding."""
     model = load(name)
+    if model.kind == "text" and inputs is not None:
+        emb = task_outputs(name, outputs, inputs)["sentence_embedding"]
+        tokens = int(np.count_nonzero(inputs["attention_bias"].reshape(-1) == 0))
+        return (f"sentence embedding ({emb.size} dims, mean of {tokens} tokens, L2-normalised): "
+                f"{np.array2string(emb[:6], precision=4)} ...")
     if model.kind == "ocr":
         return repr(ctc_decode(outputs[0], model.characters))
     if model.kind == "classify":

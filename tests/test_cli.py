@@ -226,3 +226,24 @@ def test_profile_writes_reports_per_layer_and_per_node(tmp_path, capsys):
     assert main(["profile", "zoo:bert_tiny", "--by-node", "--csv", str(csv_path)]) == 0
     nodes = csv_path.read_text().splitlines()
     assert nodes[0].startswith("node,kind,layers,cycles") and len(nodes) < len(layers)
+
+
+def test_run_text_gives_the_sentence_embedding(tmp_path):
+    """``run --text`` on a sentence-embedding model: the pooled, L2-normalised embedding is
+    printed and saved next to the raw outputs; a text longer than the compiled sequence is an
+    error naming both lengths."""
+    from nm_tvm.models import pretrained
+
+    reason = pretrained.available("minilm-l6")
+    if reason:
+        pytest.skip(reason)
+    tar = tmp_path / "minilm.tar"
+    assert nm_tvmc("compile", "pretrained:minilm-l6", "-o", tar).returncode == 0
+    proc = nm_tvmc("run", tar, "--text", "A man is playing a guitar.", "-o", tmp_path / "o.npz")
+    assert proc.returncode == 0, proc.stderr
+    emb = np.load(tmp_path / "o.npz")["sentence_embedding"]
+    assert emb.shape == (384,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
+    proc = nm_tvmc("run", tar, "--text", "A man is playing a guitar.")
+    assert "sentence embedding (384 dims, mean of 9 tokens" in proc.stdout
+    proc = nm_tvmc("run", tar, "--text", "word " * 200)
+    assert proc.returncode != 0 and "tokens; the model is compiled for" in proc.stderr

@@ -20,13 +20,14 @@ def _print_profile(console, compiled, by_node: bool = False) -> None:
     console.print(host_note(compiled))
 
 
-def _print_top(console, compiled, outputs, n: int, preprocess: str | None) -> None:
+def _print_top(console, compiled, outputs, n: int, preprocess: str | None,
+               inputs: dict) -> None:
     labels = None
     if preprocess:
         from nm_tvm.models import pretrained
 
         labels = pretrained.labels(preprocess)
-        text = pretrained.postprocess(preprocess, outputs)
+        text = pretrained.postprocess(preprocess, outputs, inputs)
         if text is not None:
             console.print(f"result: {text}")
     for name, out in zip(compiled.output_names, outputs):
@@ -46,11 +47,18 @@ def cmd_run(args, console, err_console) -> int:
     elapsed = time.perf_counter() - t0
     console.print(f"ran {compiled.manifest.get('model') or args.artifact} on "
                   f"{compiled.hw.name} in {elapsed:.3f} s: {compiled.stats.cycles:,} cycles")
+    extra = {}
+    if preprocess:
+        from nm_tvm.models import pretrained
+
+        extra = pretrained.task_outputs(preprocess, outputs, inputs)
     if args.output:
-        np.savez(args.output, **dict(zip(compiled.output_names, outputs)))
-        console.print(f"wrote {args.output}")
+        np.savez(args.output, **dict(zip(compiled.output_names, outputs)), **extra)
+        console.print(f"wrote {args.output}" + (f" (with {', '.join(extra)})" if extra else ""))
     if args.print_top:
-        _print_top(console, compiled, outputs, args.print_top, preprocess)
+        _print_top(console, compiled, outputs, args.print_top, preprocess, inputs)
+    elif extra and not args.output:
+        console.print(f"result: {pretrained.postprocess(preprocess, outputs, inputs)}")
     elif not args.output:
         for name, out in zip(compiled.output_names, outputs):
             console.print(f"{name} {out.dtype}{list(out.shape)}: {np.array2string(out.reshape(-1)[:8], precision=5)}"
