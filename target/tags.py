@@ -10,8 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import tvm
-from tvm.target import Target
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # TVM is imported where a Target is built: the CLI's --help needs none
+    from tvm.target import Target
 
 from .hardware import HardwareConfig, HardwareConfigError, load_preset, preset_names
 
@@ -26,6 +28,8 @@ def _target_config(model: str) -> dict:
 
 def register_tags() -> None:
     """Register one tag per preset (idempotent)."""
+    import tvm
+
     for name in preset_names():
         tvm.target.register_tag(TAG_PREFIX + name, _target_config(name), override=True)
 
@@ -44,6 +48,8 @@ def config_of(target: Target) -> HardwareConfig:
 
 def resolve_target(target=None) -> tuple[Target, HardwareConfig]:
     """Accept a tag name, a preset name, a JSON path, a Target or a HardwareConfig."""
+    from tvm.target import Target
+
     register_tags()
     if target is None:
         target = DEFAULT_TARGET

@@ -189,14 +189,16 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     console, err_console = consoles()
     try:
-        import nm_tvm  # noqa: F401 (registers targets and the pipeline)
-
-        usage_errors, failures, host_would_run = _user_errors()
         try:
             return args.func(args, console, err_console)
-        except usage_errors as err:
-            raise CliError(str(err).strip().splitlines()[0]) from err
-        except failures as err:
+        except (CliError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # classified here: `targets` and --help never import TVM
+            usage_errors, failures, host_would_run = _user_errors()
+            if isinstance(err, usage_errors):
+                raise CliError(str(err).strip().splitlines()[0]) from err
+            if not isinstance(err, failures):
+                raise
             message = str(err).strip().splitlines()[0]
             if isinstance(err, host_would_run):  # compute the accelerator cannot take
                 message += " (or pass --allow-host-fallback)"
