@@ -247,3 +247,16 @@ def test_run_text_gives_the_sentence_embedding(tmp_path):
     assert "sentence embedding (384 dims, mean of 9 tokens" in proc.stdout
     proc = nm_tvmc("run", tar, "--text", "word " * 200)
     assert proc.returncode != 0 and "tokens; the model is compiled for" in proc.stderr
+
+
+def test_dump_offloads_places_every_onnx_op_from_its_layers(files, tmp_path):
+    """The ONNX census comes from each layer's source nodes: a GEMM-only model lists no host
+    row (LayerNormalization, Softmax and Div are accelerator work, as 'host ops: none' says)."""
+    proc = nm_tvmc("compile", files / "bert_tiny.onnx", "--dump-offloads", "-o",
+                   tmp_path / "b.tar")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip()
+            for line in proc.stdout.splitlines() if line.count("│") == 5}
+    assert rows["LayerNormalization"] == "accelerator" and rows["Softmax"] == "accelerator"
+    assert rows["MatMul"] == "accelerator"
+    assert not any("host" in where for where in rows.values()), rows

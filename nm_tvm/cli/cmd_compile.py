@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nm_tvm import support
+
 from .common import EXIT_OK, CliError, host_note, spinner
 from .compiling import compile_model
 
@@ -45,25 +47,33 @@ def _rewrite_summary(program: np.ndarray, layer: dict) -> str:
     return text
 
 
-_ONNX_FATE = {
-    "Conv": "GEMM (im2col by DMA, 1x1 read in place)", "Gemm": "GEMM", "MatMul": "GEMM",
-    "BatchNormalization": "folded into the conv/matmul weights and bias (FoldScaleShift)",
-    "Relu": "2-segment PWL fused into the producer", "Add": "bias, residual or VEC add",
-    "Mul": "VEC multiply / folded scale", "Sub": "folded into bias / VEC add",
-    "AveragePool": "GEMM against an averaging vector",
-    "GlobalAveragePool": "GEMM against an averaging vector",
-    "ReduceMean": "GEMM against an averaging vector",
-    "Flatten": "view (no data movement)", "Reshape": "view (no data movement)",
-    "Squeeze": "view", "Unsqueeze": "view", "Transpose": "DMA transpose",
-    "Identity": "removed", "Constant": "constant (folded)",
-}
-
-
 def _pattern_text(kind: str) -> str:
     text = kind.removeprefix("nm.")
     for part in ("bias", "residual", "relu"):
         text = text.replace(f"_{part}", f" + {part}")
     return text
+
+
+def _placement(compiled, proto) -> dict[str, dict[str, int]]:
+    """ONNX op type -> {"accelerator" | "host" | "fused / folded": node count}, from the nodes each
+    accelerator layer was built from and the nodes named by the host ops (a node rewritten
+    before import, like an unrolled LSTM, owns the layers named '<node>/...'). A node in
+    neither has no layer of its own: absorbed into a neighbour's (a fused table, a view),
+    folded to a constant or removed (Identity)."""
+    def owned(name: str, names: set) -> bool:
+        return name in names or any(n.startswith(name + "/") for n in names)
+
+    accel = {n for layer in compiled.layers for n in layer.get("source_nodes", [])}
+    accel |= {layer.get("node", layer["name"]) for layer in compiled.layers}
+    host = {item.split("'")[1] for item in compiled.host_ops if item.count("'") >= 2}
+    by_op: dict[str, dict[str, int]] = {}
+    for node in proto.graph.node:
+        name = node.name or node.output[0]
+        place = ("host" if owned(name, host) else "accelerator" if owned(name, accel)
+                 else "fused / folded")
+        counts = by_op.setdefault(node.op_type, {})
+        counts[place] = counts.get(place, 0) + 1
+    return dict(sorted(by_op.items(), key=lambda kv: -sum(kv[1].values())))
 
 
 def _dump_offloads(console, compiled, proto) -> None:
@@ -88,18 +98,18 @@ def _dump_offloads(console, compiled, proto) -> None:
         where, _, op = item.partition(":")
         host.add_row(where, op)
     console.print(host if compiled.host_ops else "Host ops: none (every compute op offloaded)")
-    host_names = " ".join(op.lower().replace("_", "") for op in compiled.host_ops)
-    census: dict[str, int] = {}
-    for node in proto.graph.node:
-        census[node.op_type] = census.get(node.op_type, 0) + 1
-    onnx_table = Table(title="ONNX operators and where they went")
+    onnx_table = Table(title="ONNX operators and where they went (from each layer's source "
+                             "nodes; the notes are nm_tvm/support.py's)")
     for col in ("ONNX op", "count", "where", "how"):
         onnx_table.add_column(col)
-    for op, count in sorted(census.items(), key=lambda kv: -kv[1]):
-        key = op.lower().replace("normalization", "norm")
-        on_host = key in host_names or (op == "Clip" and "clip" in host_names)
-        where = "host" if on_host else ("accelerator" if op in _ONNX_FATE else "host?")
-        how = "host CPU (TVM llvm)" if on_host else _ONNX_FATE.get(op, "see host ops")
+    for op, places in _placement(compiled, proto).items():
+        count = sum(places.values())
+        where = ", ".join(f"{place} ({n})" if len(places) > 1 else place
+                          for place, n in places.items())
+        entry = support.SUPPORTED_OPS.get(op)
+        how = ("host CPU (TVM llvm)" if set(places) == {"host"} else
+               entry.note if entry else "no layer of its own" if set(places) == {"fused / folded"}
+               else "")
         onnx_table.add_row(op, str(count), where, how)
     console.print(onnx_table)
 
