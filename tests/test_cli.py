@@ -260,3 +260,19 @@ def test_dump_offloads_places_every_onnx_op_from_its_layers(files, tmp_path):
     assert rows["LayerNormalization"] == "accelerator" and rows["Softmax"] == "accelerator"
     assert rows["MatMul"] == "accelerator"
     assert not any("host" in where for where in rows.values()), rows
+
+
+def test_run_print_time_repeat_number_and_outputs_as_tvmc(files, tmp_path):
+    tar = files / "cnn.tar"
+    if not tar.exists():
+        assert nm_tvmc("compile", files / "cnn.onnx", "-o", tar).returncode == 0
+    proc = nm_tvmc("run", tar, "--print-time", "--repeat", "3", "--number", "2", "--outputs",
+                   tmp_path / "o.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "host wall time per run (ms), 3 x 2: mean" in proc.stdout
+    assert "simulated time per run:" in proc.stdout and "cycles at" in proc.stdout
+    assert (tmp_path / "o.npz").exists()
+    proc = nm_tvmc("run", tar, "--print-time", "--repeat", "0")
+    assert proc.returncode == 2 and "--repeat" in proc.stderr
+    proc = nm_tvmc("compile", files / "cnn.onnx", "--model-format", "tflite")
+    assert proc.returncode == 2 and "invalid choice: 'tflite'" in proc.stderr

@@ -63,9 +63,29 @@ def cmd_run(args, console, err_console) -> int:
         for name, out in zip(compiled.output_names, outputs):
             console.print(f"{name} {out.dtype}{list(out.shape)}: {np.array2string(out.reshape(-1)[:8], precision=5)}"
                           + (" ..." if out.size > 8 else ""))
+    if args.print_time:
+        _print_time(console, compiled, inputs, args.repeat, args.number, err_console)
     if args.profile:
         _print_profile(console, compiled)
     return EXIT_OK
+
+
+def _print_time(console, compiled, inputs, repeat: int, number: int, err_console) -> None:
+    """tvmc's --print-time: host seconds per run over ``repeat`` measurements of ``number``
+    runs; the simulated time is the cycle count at the target's clock (the same every run)."""
+    per_run = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            run_model(compiled, inputs, err_console)
+        per_run.append((time.perf_counter() - t0) / number * 1e3)
+    ms = np.array(per_run)
+    console.print(f"host wall time per run (ms), {repeat} x {number}: mean {ms.mean():.3f}  "
+                  f"median {np.median(ms):.3f}  max {ms.max():.3f}  min {ms.min():.3f}  "
+                  f"std {ms.std():.3f}")
+    clock_mhz = compiled.hw.clock_mhz
+    console.print(f"simulated time per run: {compiled.stats.cycles / (clock_mhz * 1e3):.3f} ms "
+                  f"({compiled.stats.cycles:,} cycles at {clock_mhz:g} MHz)")
 
 
 def cmd_profile(args, console, err_console) -> int:

@@ -49,6 +49,9 @@ def _add_compile_options(p, with_output: bool) -> None:
 
     p.add_argument("model", help="ONNX file, zoo:NAME (random-weight builder) or "
                                  "pretrained:NAME (installed real model)")
+    p.add_argument("--model-format", choices=["onnx"],
+                   help="the model's format (tvmc's flag; ONNX is the one frontend; default: "
+                        "from the file, zoo: / pretrained: build ONNX)")
     p.add_argument("--target", default=DEFAULT_TARGET,
                    help="nm/<preset> (see `nm-tvmc targets`) or a hardware JSON file "
                         "(default: %(default)s)")
@@ -65,7 +68,8 @@ def _add_compile_options(p, with_output: bool) -> None:
                    help="fit the PWL tables to these inputs: .npz / .npy files, images, or a "
                         ".txt of sentences (one per line) for text models; 'auto' calibrates "
                         "on synthetic inputs, 'none' keeps the default ranges (default: "
-                        "synthetic for models with integer inputs, else default ranges)")
+                        "synthetic, widening the default ranges, for models with integer "
+                        "inputs or approximated operators; else the default ranges)")
     p.add_argument("--allow-host-fallback", action="store_true",
                    help="run operators the accelerator does not support on the host CPU and "
                         "list them (default: strict, such operators are a compile error)")
@@ -115,9 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "run a compiled artifact on the simulator")
     p.add_argument("artifact", help="file written by `nm-tvmc compile`")
     _add_input_options(p)
-    p.add_argument("-o", "--output", help="write outputs to this .npz")
+    p.add_argument("-o", "--output", "--outputs", dest="output",
+                   help="write outputs to this .npz (--outputs as in tvmc)")
     p.add_argument("--print-top", type=positive_int, metavar="N", help="print the top N of each output")
     p.add_argument("--profile", action="store_true", help="print the per-layer report")
+    p.add_argument("--print-time", action="store_true",
+                   help="print host wall time per run (mean / median / max / min / std over "
+                        "--repeat measurements of --number runs each, as tvmc) and the "
+                        "simulated time at the target's clock")
+    p.add_argument("--repeat", type=positive_int, default=1, metavar="N",
+                   help="measurements for --print-time (default 1)")
+    p.add_argument("--number", type=positive_int, default=1, metavar="N",
+                   help="runs per measurement for --print-time (default 1)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "compile, run on the simulator and in ONNX Runtime, compare")
