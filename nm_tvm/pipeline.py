@@ -36,6 +36,22 @@ def accelerator_passes(hw: HardwareConfig, strict: bool = True,
         name="nm.AcceleratorPasses")
 
 
+def known_pass_names(hw: HardwareConfig) -> set[str]:
+    """Names a ``PassContext(disabled_pass=...)`` can mean here: the nm passes (walked through
+    their Sequentials) and the passes Relax's transform module defines (TVM names a pass after
+    its constructor: ``FuseOps``, ``LegalizeOps``)."""
+    def walk(p) -> set[str]:
+        names = {str(p.info.name)}
+        for inner in getattr(p, "passes", None) or []:
+            names |= walk(inner)
+        return names
+
+    names = walk(accelerator_passes(hw)) | {"nm.Pipeline"}
+    names |= {n for n in dir(relax.transform) if n[:1].isupper() and callable(
+        getattr(relax.transform, n))}
+    return names
+
+
 def nm_pipeline(hw: HardwareConfig | None = None, strict: bool = True) -> tvm.transform.Pass:
     """The full Relax pipeline for an nm target, ending in TVM's VM lowering."""
 

@@ -129,7 +129,7 @@ def _value_uses(func: relax.Function) -> dict:
 _RULE_OPS = ("relax.multiply", "relax.divide", "relax.subtract")
 
 
-@tvm.transform.module_pass(opt_level=0, name="FoldScaleShift")
+@tvm.transform.module_pass(opt_level=0, name="nm.FoldScaleShift")
 class FoldScaleShift:
     """Fold ``(conv2d|matmul)(x, W) [+ b]`` followed by per-channel ``* / - +`` constants."""
 

@@ -276,3 +276,13 @@ def test_run_print_time_repeat_number_and_outputs_as_tvmc(files, tmp_path):
     assert proc.returncode == 2 and "--repeat" in proc.stderr
     proc = nm_tvmc("compile", files / "cnn.onnx", "--model-format", "tflite")
     assert proc.returncode == 2 and "invalid choice: 'tflite'" in proc.stderr
+
+
+def test_unknown_disabled_pass_names_are_a_usage_error(files):
+    """TVM ignores unknown --disabled-pass names; a typo would silently disable nothing."""
+    proc = nm_tvmc("compile", files / "cnn.onnx", "--disabled-pass", "nm.FoldScaleShif")
+    assert proc.returncode == 2
+    assert "no pass is named 'nm.FoldScaleShif'; did you mean nm.FoldScaleShift" in proc.stderr
+    proc = nm_tvmc("compile", files / "cnn.onnx", "--disabled-pass", "nm.FoldScaleShift,FuseOps",
+                   "-o", files / "cnn_nofold.tar")
+    assert proc.returncode == 0, proc.stderr

@@ -155,6 +155,20 @@ def pass_context(args, extra_instruments=()):
         instruments.append(args.ir_printer)
     config = dict(args.pass_config or [])
     disabled = [p for item in (args.disabled_pass or []) for p in item]
+    if disabled:  # TVM skips unknown names silently: a typo would disable nothing
+        import difflib
+
+        from nm_tvm.pipeline import known_pass_names
+        from nm_tvm.target.hardware import load_preset
+
+        known = known_pass_names(load_preset("fp32-16x16"))
+        for name in disabled:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=3)
+                nm = sorted(n for n in known if n.startswith("nm."))
+                raise CliError(f"--disabled-pass: no pass is named '{name}'"
+                               + (f"; did you mean {', '.join(close)}?" if close else "")
+                               + f" (nm passes: {', '.join(nm)})")
     try:
         return tvm.transform.PassContext(config=config, disabled_pass=disabled,
                                          instruments=instruments)
