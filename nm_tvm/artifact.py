@@ -28,7 +28,7 @@ from pathlib import Path
 import tvm
 
 FORMAT = "nm-tvm-artifact"
-FORMAT_VERSION = 3  # 2: the library's size and sha256; 3: the compile record
+FORMAT_VERSION = 4  # 2: the library's size and sha256; 3: the compile record; 4: its own sha256
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 
@@ -88,6 +88,7 @@ def save(compiled, path: str | Path, model_name: str = "") -> Path:
         data = lib.read_bytes()
         manifest = manifest_of(compiled, model_name)
         manifest["library"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        manifest["digest"] = _manifest_digest(manifest)
         manifest = json.dumps(manifest, indent=1).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(path, "w") as tar:
@@ -134,12 +135,32 @@ def read_manifest(path: str | Path) -> dict:
     return manifest
 
 
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest without its own digest (canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check_manifest_digest(path: Path, manifest: dict) -> None:
+    """The programs inside the library were generated for the manifest's hardware: an edited
+    manifest (another hardware name, a changed clock or energy table) would report figures
+    for a machine the programs were not built for."""
+    if manifest.get("digest") != _manifest_digest(manifest):
+        raise ArtifactError(
+            f"'{path}': {MANIFEST} was edited after compilation (its sha256 does not match); "
+            f"the programs in {LIBRARY} were built for the hardware it was written with: "
+            "recompile the model for the target you want instead of editing the manifest")
+
+
 def _check_library(path: Path, data: bytes, expected: dict) -> None:
     """A truncated or altered library would crash dlopen or run with wrong weights: refuse it."""
-    if len(data) != expected.get("bytes") or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
-        raise ArtifactError(
-            f"'{path}': {LIBRARY} is corrupted ({len(data)} bytes, checksum does not match the "
-            f"manifest's {expected.get('bytes')} bytes): recompile the model")
+    if len(data) != expected.get("bytes"):
+        raise ArtifactError(f"'{path}': {LIBRARY} is corrupted: {len(data)} bytes, the manifest "
+                            f"records {expected.get('bytes')} (truncated or extended): recompile "
+                            "the model")
+    if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+        raise ArtifactError(f"'{path}': {LIBRARY} is corrupted: its sha256 does not match the "
+                            "manifest's (same size, altered bytes): recompile the model")
 
 
 def load(path: str | Path):
@@ -156,6 +177,7 @@ def load(path: str | Path):
         hw = HardwareConfig.from_dict(manifest["hardware"], source=f"{path}:{MANIFEST}")
     except HardwareConfigError as err:
         raise ArtifactError(f"'{path}': bad hardware description ({err})") from None
+    _check_manifest_digest(path, manifest)
     simulator.load()  # the VM resolves nm_accel.run when it is created
     with tempfile.TemporaryDirectory(prefix="nm_tvm_load_") as tmp:
         with tarfile.open(path) as tar:

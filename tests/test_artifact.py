@@ -73,6 +73,7 @@ def _rewrite(path, dest, **changes):
         manifest = json.loads(tar.extractfile(artifact.MANIFEST).read())
         lib = tar.extractfile(artifact.LIBRARY).read()
     manifest.update(changes)
+    manifest["digest"] = artifact._manifest_digest(manifest)  # as another build would write it
     with tarfile.open(dest, "w") as tar:
         for name, blob in ((artifact.MANIFEST, json.dumps(manifest).encode()),
                            (artifact.LIBRARY, lib)):
@@ -90,6 +91,42 @@ def test_incompatible_versions_are_refused(saved, tmp_path):
         artifact.load(_rewrite(path, tmp_path / "fmt.tar", format_version=7))
     with pytest.raises(artifact.ArtifactError, match="TVM 0.1"):
         artifact.load(_rewrite(path, tmp_path / "tvm.tar", tvm_version="0.1"))
+
+
+def test_an_edited_manifest_is_refused(saved, tmp_path):
+    """Renaming the hardware (or changing its clock) in manifest.json would report figures for
+    a machine the programs were not built for."""
+    path, _ = saved
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile(artifact.MANIFEST).read())
+        lib = tar.extractfile(artifact.LIBRARY).read()
+    manifest["hardware"]["name"] = "my-faster-chip"
+    dest = tmp_path / "edited.tar"
+    with tarfile.open(dest, "w") as tar:
+        for name, blob in ((artifact.MANIFEST, json.dumps(manifest).encode()),
+                           (artifact.LIBRARY, lib)):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(artifact.ArtifactError, match="was edited after compilation"):
+        artifact.load(dest)
+
+
+def test_library_size_and_checksum_mismatches_are_told_apart(saved, tmp_path):
+    path, _ = saved
+    with tarfile.open(path) as tar:
+        manifest = tar.extractfile(artifact.MANIFEST).read()
+        lib = tar.extractfile(artifact.LIBRARY).read()
+    for name, blob, message in (("short.tar", lib[:-10], "bytes, the manifest records"),
+                                ("flip.tar", lib[:100] + bytes([lib[100] ^ 1]) + lib[101:],
+                                 "sha256 does not match")):
+        with tarfile.open(tmp_path / name, "w") as tar:
+            for member, data in ((artifact.MANIFEST, manifest), (artifact.LIBRARY, blob)):
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        with pytest.raises(artifact.ArtifactError, match=message):
+            artifact.load(tmp_path / name)
 
 
 def test_files_that_are_not_artifacts_are_refused(tmp_path):

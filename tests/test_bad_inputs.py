@@ -387,6 +387,7 @@ def test_corrupted_program_inside_artifact_is_rejected_by_the_simulator(artifact
         artifact.load(_write_artifact(tmp_path / "p.tar", manifest, bytes(lib)))
     forged = json.loads(manifest)
     forged["library"] = {"bytes": len(lib), "sha256": hashlib.sha256(bytes(lib)).hexdigest()}
+    forged["digest"] = artifact._manifest_digest(forged)
     loaded = artifact.load(_write_artifact(tmp_path / "f.tar", json.dumps(forged).encode(),
                                            bytes(lib)))
     with pytest.raises(ValueError, match="instruction 0 .*unknown opcode 99"):
