@@ -78,15 +78,16 @@ def manifest_of(compiled, model_name: str = "") -> dict:
     }
 
 
-def save(compiled, path: str | Path, model_name: str = "") -> Path:
-    """Write ``compiled`` (a :class:`nm_tvm.CompiledModel`) to one tar file at ``path``."""
+def save(compiled, path: str | Path, model_name: str = "", extra: dict | None = None) -> Path:
+    """Write ``compiled`` (a :class:`nm_tvm.CompiledModel`) to one tar file at ``path``;
+    ``extra`` adds manifest fields (the CLI's preprocessing name), covered by its digest."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="nm_tvm_export_") as tmp:
         lib = Path(tmp) / LIBRARY
         with quiet_native_stderr():
             compiled.executable.export_library(str(lib))
         data = lib.read_bytes()
-        manifest = manifest_of(compiled, model_name)
+        manifest = {**manifest_of(compiled, model_name), **(extra or {})}
         manifest["library"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         manifest["digest"] = _manifest_digest(manifest)
         manifest = json.dumps(manifest, indent=1).encode()

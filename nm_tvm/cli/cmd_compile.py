@@ -125,10 +125,9 @@ def cmd_compile(args, console, err_console) -> int:
     compiled, proto, preprocess, name = compile_model(args, err_console, args.model)
     t1 = time.perf_counter()
     with spinner(err_console, f"writing {args.output}"):
-        compiled_name = name
-        path = artifact.save(compiled, args.output, compiled_name)
-        if preprocess:  # run --inputs image.png / --text use it
-            _set_manifest_field(path, "preprocess", preprocess)
+        # run --inputs image.png / --text use the preprocessing name
+        path = artifact.save(compiled, args.output, name,
+                             extra={"preprocess": preprocess} if preprocess else None)
     console.print(f"compiled {name} for {compiled.hw.name} in {t1 - t0:.2f} s: "
                   f"{len(compiled.layers)} accelerator layers, {host_note(compiled)}")
     console.print(f"PWL table ranges: {compiled.calibration}")
@@ -150,22 +149,3 @@ def cmd_compile(args, console, err_console) -> int:
     if args.dump_offloads:
         _dump_offloads(console, compiled, proto)
     return EXIT_OK
-
-
-def _set_manifest_field(path: Path, key: str, value) -> None:
-    """Rewrite the manifest in place (the tar is small apart from the library)."""
-    import io
-    import tarfile
-
-    from nm_tvm import artifact
-
-    with tarfile.open(path) as tar:
-        manifest = json.loads(tar.extractfile(artifact.MANIFEST).read())
-        library = tar.extractfile(artifact.LIBRARY).read()
-    manifest[key] = value
-    data = json.dumps(manifest, indent=1).encode()
-    with tarfile.open(path, "w") as tar:
-        for name, blob in ((artifact.MANIFEST, data), (artifact.LIBRARY, library)):
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
