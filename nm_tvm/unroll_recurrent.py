@@ -308,7 +308,7 @@ class _Unroller:
 
     # ---------------------------------------------------------------- the rewrite
     def rewrite(self) -> None:
-        w, r = self.weights["W"], self.weights["R"]
+        w = self.weights["W"]
         gh = self.cell.gates * self.hidden
         b = self.weights["B"]
         b = np.zeros((self.dirs, 2 * gh), np.float32) if b is None else b

@@ -1,7 +1,6 @@
 """validate's default verdict: the simulator within rtol * max|ORT| plus the fitted tables'
 propagated bound (nm_tvm.pwl_error_bound) passes the zoo transformers at default settings,
 and fails -- naming the table fed outside its range -- when the approximation is not as fitted."""
-import numpy as np
 import pytest
 
 from nm_tvm.models import zoo

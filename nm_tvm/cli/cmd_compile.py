@@ -1,7 +1,6 @@
 """``nm-tvmc compile``: an artifact file, optional code dumps and the offload report."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
