@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from nm_tvm.report import STALL_LABELS, RunStats, energy_pj, stalls
@@ -96,11 +97,22 @@ def print_table(console, stats: RunStats, title: str = "Per layer (one inference
         f"{s['inferences_per_s']:,.1f} inferences/s, {s['inferences_per_j']:,.1f} inferences/J; "
         f"linearized operators {s['linearized_cycle_share']:.1%} of cycles")
     console.print(f"[dim]energy table: {s['energy_source']}[/]")
+    console.print("[dim]stall columns add each engine's waiting cycles (compute, load and store "
+                  "engines run at the same time), so a layer's stalls can sum to more than its "
+                  "cycles[/]")
+
+
+ROOFLINE_LABELS = 8  # the layers with the most cycles are named on the roofline
 
 
 def _short(name: str, limit: int = 28) -> str:
-    """Source-model names differ at their end (``...layer.3.output.dense``): keep the end."""
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    """Source-model names differ in their first number (the layer index) and at their end
+    (``encoder.layer.11.attention.output.dense``): keep both, elide the middle."""
+    if len(name) <= limit:
+        return name
+    number = re.search(r"\d+", name)
+    head = name[:number.end()] if number and number.end() <= limit // 2 + 4 else ""
+    return head + "…" + name[-(limit - len(head) - 1):]
 
 
 def _stacked_bars(path: Path, names: list, parts: dict, width: float, ylabel: str, title: str,
@@ -172,6 +184,9 @@ def write_plots(stats: RunStats, out_dir: str | Path, title: str = "") -> list[P
         sizes = np.array([p[2].counters["cycles"] for p in pts], dtype=float)
         ax.scatter([p[0] for p in pts], [p[1] for p in pts],
                    s=10 + 200 * sizes / sizes.max(), alpha=0.6, label="layers (size ~ cycles)")
+        for x, y, layer in sorted(pts, key=lambda p: -p[2].counters["cycles"])[:ROOFLINE_LABELS]:
+            ax.annotate(_short(layer.name), (x, y), fontsize=6, xytext=(4, 2),
+                        textcoords="offset points")
     ax.set_xlabel("operational intensity (FLOP per DRAM byte)")
     ax.set_ylabel("attained FLOP per cycle")
     ax.set_title(f"{title} roofline ({hw.name})")

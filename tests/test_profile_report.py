@@ -42,3 +42,13 @@ def test_csv_json_plots(stats, tmp_path):
     paths = profile_report.write_plots(stats, tmp_path / "plots")
     assert [p.name for p in paths] == ["cycles.png", "energy.png", "roofline.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_short_layer_names_keep_the_layer_number_and_the_end():
+    from nm_tvm.profile_report import _short
+
+    name = "encoder.layer.11.attention.output.LayerNorm/3"
+    short = _short(name)
+    assert short == "encoder.layer.11…LayerNorm/3" and len(short) == 28
+    assert _short("conv1") == "conv1"
+    assert _short("x" * 40) == "…" + "x" * 27  # no number: the end
