@@ -23,6 +23,13 @@ class InputError(ValueError):
     """Run-time inputs do not match the compiled model (names the input)."""
 
 
+class IntegerArithmeticError(NotGemmOnlyError):
+    """Integer arithmetic neither the accelerator nor TVM's host lowering takes (integer Pow):
+    host fallback does not help."""
+
+    host_fallback_helps = False
+
+
 class UnsupportedOperatorError(NotGemmOnlyError):
     """Strict mode: the model has ONNX operators the accelerator does not support. The message
     names each op type and its nodes and lists the supported operators (nm_tvm/support.py)."""
@@ -214,7 +221,7 @@ def _integer_arithmetic_error(mod, err) -> NotGemmOnlyError:
                 found.append(f"{v.op.name} on {b.var.ty.dtype} (node '{node}')")
     cause = " ".join(str(err).split())[:200]
     if found:
-        return UnsupportedOperatorError(
+        return IntegerArithmeticError(
             f"integer arithmetic is not supported (only casts, indices, masks and data "
             f"movement of integer tensors): {', '.join(found[:5])} [TVM: {cause}]")
     return NotGemmOnlyError(f"TVM failed while compiling the model: {cause}")

@@ -210,3 +210,15 @@ def test_store_to_bool_counts_one_byte_per_element():
     (stats,) = simulator.take_stats()
     np.testing.assert_array_equal(out, [False, False, True, True, True, False, True])
     assert stats["dram_write_bytes"] == values.size
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_integer_arithmetic_tvm_cannot_lower_is_named(strict):
+    """Integer Pow has no accelerator form and TVM's host lowering rejects it: the error names
+    the op, dtype and node (host fallback would not help), not TVM's internal check."""
+    from nm_tvm.runtime import IntegerArithmeticError
+
+    x = np.arange(4, dtype=np.int64)
+    proto = _model([helper.make_node("Pow", ["x", "x"], ["y"], name="int_pow")], {"x": x}, ["y"])
+    with pytest.raises(IntegerArithmeticError, match=r"relax.power on int64 \(node 'int_pow'\)"):
+        nm_tvm.compile(proto, strict=strict)

@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             if not isinstance(err, failures):
                 raise
             message = str(err).strip().splitlines()[0]
-            if isinstance(err, host_would_run):  # compute the accelerator cannot take
+            if isinstance(err, host_would_run) and getattr(err, "host_fallback_helps", True):
                 message += " (or pass --allow-host-fallback)"
             raise CliError(message, EXIT_FAIL) from err
     except CliError as err:
