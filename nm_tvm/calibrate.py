@@ -63,8 +63,10 @@ def calibrated_config(config: LinearizeConfig | None, seen: dict, seed: int = 0,
         if values.size == 0:
             continue
         lo, hi = _widen(float(values.min()), float(values.max()))
-        if inst in cover:
-            lo, hi = min(lo, cover[inst][0]), max(hi, cover[inst][1])
+        if inst in cover:  # widen only, and never across zero from a one-signed default
+            c_lo, c_hi = cover[inst]  # (N(0, 1) samples feed sqrt negative values)
+            lo = c_lo if c_lo > 0 and lo <= 0 else min(lo, c_lo)
+            hi = c_hi if c_hi < 0 and hi >= 0 else max(hi, c_hi)
         ranges[inst] = (lo, hi)
         if values.size > MAX_SAMPLES:
             values = rng.choice(values, MAX_SAMPLES, replace=False)

@@ -156,10 +156,13 @@ def test_token_models_are_calibrated_on_synthetic_ids_by_default(rng):
         nm_tvm.compile(proto, target="nm/fp32-16x16", calibration="often")
 
 
-def test_float_models_keep_default_ranges_unless_auto(rng):
-    proto = _model([helper.make_node("Tanh", ["x"], ["y"], name="t")],
-                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [])
-    assert nm_tvm.compile(proto).calibration == "default ranges"
-    assert nm_tvm.compile(proto, calibration="auto").calibration == \
+def test_float_models_keep_default_ranges_unless_approximated_or_auto(rng):
+    def one_op(op):
+        return _model([helper.make_node(op, ["x"], ["y"], name="t")],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [])
+    # an approximated operator: synthetic calibration, widening the default ranges
+    assert nm_tvm.compile(one_op("Tanh")).calibration == "synthetic, 2 samples (x: N(0, 1))"
+    assert nm_tvm.compile(one_op("Relu")).calibration == "default ranges"  # exact only
+    assert nm_tvm.compile(one_op("Relu"), calibration="auto").calibration == \
         "synthetic, 2 samples (x: N(0, 1))"
