@@ -125,13 +125,15 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     if input_shapes:
         raise ModelLoadError(f"input_shapes names unknown input(s) {sorted(input_shapes)}; "
                              f"model inputs are {list(shapes)}")
-    from nm_tvm.onnx_fold import (explicit_auto_pad, explicit_conv_transpose_pads,
-                                  fold_shape_computations, with_static_inputs)
+    from nm_tvm.onnx_fold import (constant_values_as_tensors, explicit_auto_pad,
+                                  explicit_conv_transpose_pads, fold_shape_computations,
+                                  with_static_inputs)
     from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
         proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
-            fold_shape_computations(with_static_inputs(proto, shapes)))))
+            fold_shape_computations(constant_values_as_tensors(
+                with_static_inputs(proto, shapes))))))
         mod = _from_onnx_with_sources(proto, shapes)
     except UnrollError as err:  # a recurrent node's form: the message names the node
         raise ModelLoadError(str(err)) from None
