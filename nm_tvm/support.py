@@ -155,12 +155,26 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "CastLike": OpSupport(EXACT, "as Cast; to the tensor's own type: removed"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
-    "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
-                           constant_inputs=(1,)),
+    "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose); "
+                                  "bool (any) on the 0/1 mask", constant_inputs=(1,)),
+    "ReduceMin": OpSupport(EXACT, "-max(-x): exact negation tables around ReduceMax's tree; "
+                                  "bool (all) on the 0/1 mask", constant_inputs=(1,)),
+    "GlobalMaxPool": OpSupport(EXACT, "ReduceMax over the spatial axes (NCHW...)"),
+    "ReduceProd": OpSupport(EXACT, "VEC multiply tree in the fp32 accumulator (other axes moved "
+                                   "last by a DMA transpose)", constant_inputs=(1,)),
     "ReduceSum": OpSupport(EXACT, "GEMM with a ones column (other axes moved last by a DMA "
                                   "transpose)", constant_inputs=(1,)),
     "ReduceMean": OpSupport(EXACT, "GEMM with a 1/L column (other axes moved last by a DMA "
                                    "transpose)", constant_inputs=(1,)),
+    "ReduceSumSquare": OpSupport(EXACT, "x * x (VEC), then ReduceSum's GEMM", constant_inputs=(1,)),
+    "ReduceL1": OpSupport(EXACT, "|x| (exact table), then ReduceSum's GEMM", constant_inputs=(1,)),
+    "ReduceL2": OpSupport(APPROX, "ReduceSumSquare, then PWL sqrt on the positive range",
+                          constant_inputs=(1,)),
+    "ReduceLogSum": OpSupport(APPROX, "ReduceSum's GEMM, then PWL log on the positive range",
+                              constant_inputs=(1,)),
+    "ReduceLogSumExp": OpSupport(APPROX, "max + log(sum(exp(x - max))): LogSoftmax's pieces "
+                                         "(VEC max tree, PWL exp on [-16, 0], GEMM sum, PWL log "
+                                         "on [1, L] unless calibrated)", constant_inputs=(1,)),
 }
 
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).

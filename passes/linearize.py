@@ -8,7 +8,8 @@ Two rewrites, in order:
    (GEMM), centre, square, mean, PWL ``rsqrt(v + eps)``, scale and shift (RMS norm arrives
    decomposed by passes/decompose_rms_norm.py); division by a
    tensor = multiply by its PWL reciprocal; integer powers = repeated multiplies; PRelu =
-   relu(x) + alpha * (x - relu(x)); reductions over other axes = transpose, then reduce.
+   relu(x) + alpha * (x - relu(x)); min = -max(-x); reductions over other axes = transpose,
+   then reduce.
 2. **Fuse scalar functions**: every maximal chain of elementwise ops with one tensor operand
    (and scalar constants) is one function of its root tensor, replaced by one ``nm.pwl_map``
    call with a fitted table -- or an exact table when the chain is piecewise linear (Clip,
@@ -42,6 +43,14 @@ def _shape(expr) -> tuple:
     return tuple(int(d) for d in expr.ty.shape)
 
 
+def _axes(call) -> tuple | None:
+    """A reduction's axes, sorted and non-negative; None: all."""
+    if call.attrs.axis is None:
+        return None
+    rank = len(call.args[0].ty.shape)
+    return tuple(sorted(int(a) % rank for a in call.attrs.axis))
+
+
 # ------------------------------------------------------------------------- 1. decompose
 @relax.expr_functor.mutator
 class _Decompose(relax.PyExprMutator):
@@ -49,19 +58,21 @@ class _Decompose(relax.PyExprMutator):
         super().__init__(mod)
         self.tables = tables
         self._span = None  # span of the call being decomposed
+        self.original: dict = {}  # var -> its value in the function before decomposition
 
     def _emit(self, expr):
         return self.builder_.emit(inherit_span(expr, self._span))
 
     def visit_call_(self, call):
+        original = call
         call = super().visit_call_(call)
         if not isinstance(call.op, tvm.ir.Op):
             return call
         self._span = call.span  # the calls a decomposition emits come from the same node
-        new = self._decompose(call)
+        new = self._decompose(call, original)
         return new if new.same_as(call) else inherit_span(new, call.span)
 
-    def _decompose(self, call):
+    def _decompose(self, call, original):
         name, disabled = call.op.name, self.tables.config.disabled
         if getattr(call.ty, "dtype", None) != "float32":
             return call  # integer / bool arithmetic has no accelerator form: left as it is
@@ -69,14 +80,26 @@ class _Decompose(relax.PyExprMutator):
             return self._softmax(call, log=name.endswith("log_softmax"))
         if name == "relax.nn.layer_norm" and "layer_norm" not in disabled:
             return self._norm(call)
+        if "softmax" not in disabled:  # softmax's pieces written out (LogSumExp, _expanded)
+            if name == "relax.exp" and self._max_shifted(original.args[0]):
+                return self._shifted_exp(call.args[0])
+            length = self._sum_of_shifted_exps(original.args[-1]) if name in (
+                "relax.log", "relax.divide") else None
+            if length is not None and name == "relax.log":
+                return self.tables.call(call.args[0], self._sum_log_table(call.args[0], length))
+            if length is not None and "reciprocal" not in disabled:  # a / sum, 1 / sum
+                return relax.op.multiply(call.args[0], self._reciprocal(
+                    call.args[1], (1.0, max(2.0, float(length)))))
         if name == "relax.divide" and sf.scalar_constant(call.args[0]) is None \
                 and not isinstance(call.args[1], tvm.ir.Constant) and "reciprocal" not in disabled:
             # 1 / b as an elementwise op: the fusion below folds it into b's own scalar
             # function (one table for 1 / sqrt(v + eps), not a reciprocal of a fitted sqrt)
             recip = self._emit(relax.op.divide(relax.const(1.0, "float32"), call.args[1]))
             return relax.op.multiply(call.args[0], recip)
-        if name in ("relax.max", "relax.mean", "relax.sum"):
+        if name in ("relax.max", "relax.mean", "relax.sum", "relax.prod"):
             return self._reduce_trailing(call)
+        if name == "relax.min":
+            return self._reduce_min(call)
         if name == "relax.nn.prelu":
             return self._prelu(call)
         if name == "relax.power":
@@ -111,14 +134,64 @@ class _Decompose(relax.PyExprMutator):
         keep = [i for i in range(rank) if i not in axes]
         moved = self._emit(relax.op.permute_dims(x, keep + axes))
         op = {"relax.max": relax.op.max, "relax.mean": relax.op.mean,
-              "relax.sum": relax.op.sum}[call.op.name]
+              "relax.sum": relax.op.sum, "relax.prod": relax.op.prod}[call.op.name]
         reduced = self._emit(op(moved, axis=list(range(len(keep), rank)), keepdims=False))
         return relax.op.reshape(reduced, call.ty.shape)
+
+    def _reduce_min(self, call):
+        """min(x) = -max(-x): exact (negation is an exact table), on the VEC max tree."""
+        neg = self._emit(relax.op.negative(call.args[0]))
+        largest = self.builder_.normalize(relax.op.max(neg, call.attrs.axis, call.attrs.keepdims))
+        return relax.op.negative(self._emit(self._reduce_trailing(largest)))
 
     def _reciprocal(self, x, default_range, bounded: bool = False):
         table = self.tables.fitted("reciprocal", lambda v: 1.0 / v, default_range, root=x,
                                    bounded=bounded)
         return self._emit(self.tables.call(x, table))
+
+    # A softmax written out as ops (ReduceLogSumExp, ONNX's _expanded functions, exported
+    # attention) gets the ranges of the Softmax decomposition below as its tables' defaults:
+    # x - max(x) <= 0 (exp below -16 does not matter: the floor) and a sum of L of its
+    # exponentials lies in [1, L], whatever the inputs. Calibration narrows them as it does
+    # any fitted table; only the Softmax operator's own tables keep their ranges (bounded).
+    def _max_reduction(self, var):
+        """(x, axes) if ``var`` was ``max(x, axes, keepdims=True)`` (axes None: all)."""
+        value = self.original.get(var)
+        if not (isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.max")
+                and value.attrs.keepdims):
+            return None
+        return value.args[0], _axes(value)
+
+    def _max_shifted(self, var) -> tuple | None:
+        """(x, axes) if ``var`` was ``x - max(x, axes, keepdims=True)``."""
+        value = self.original.get(var)
+        if not (isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.subtract")):
+            return None
+        reduced = self._max_reduction(value.args[1])
+        return reduced if reduced is not None and reduced[0].same_as(value.args[0]) else None
+
+    def _sum_of_shifted_exps(self, var) -> int | None:
+        """L if ``var`` was ``sum(exp(x - max(x)))`` over the max's L elements."""
+        value = self.original.get(var)
+        if not (isinstance(value, relax.Call) and value.op == tvm.ir.Op.get("relax.sum")):
+            return None
+        e = self.original.get(value.args[0])
+        if not (isinstance(e, relax.Call) and e.op == tvm.ir.Op.get("relax.exp")):
+            return None
+        shifted = self._max_shifted(e.args[0])
+        if shifted is None or shifted[1] != _axes(value):
+            return None
+        shape = _shape(shifted[0])
+        axes = shifted[1] if shifted[1] is not None else range(len(shape))
+        return int(np.prod([shape[a % len(shape)] for a in axes], dtype=np.int64))
+
+    def _shifted_exp(self, shifted):
+        table = self.tables.fitted("exp", np.exp, (-16.0, 0.0), root=shifted, floor=-16.0)
+        return self.tables.call(shifted, table)
+
+    def _sum_log_table(self, s, length: int, bounded: bool = False):
+        return self.tables.fitted("log", np.log, (1.0, max(2.0, length)), root=s,
+                                  bounded=bounded)
 
     def _softmax(self, call, log: bool):
         x = call.args[0]
@@ -141,9 +214,7 @@ class _Decompose(relax.PyExprMutator):
         e = self._emit(self.tables.call(shifted, exp_table))
         s = self._emit(relax.op.sum(e, axis=-1, keepdims=True))
         if log:  # log_softmax = (x - m) - log(sum)
-            log_table = self.tables.fitted("log", np.log, (1.0, max(2.0, length)), root=s,
-                                           bounded=True)
-            log_s = self._emit(self.tables.call(s, log_table))
+            log_s = self._emit(self.tables.call(s, self._sum_log_table(s, length, bounded=True)))
             return relax.op.subtract(shifted, log_s)
         r = self._reciprocal(s, (1.0, max(2.0, float(length))), bounded=True)
         return relax.op.multiply(e, r)
@@ -352,6 +423,7 @@ class Linearize:
         decompose = _Decompose(mod, tables)
         for gv, func in list(mod.functions.items()):
             if isinstance(func, relax.Function) and not (func.attrs and "Codegen" in func.attrs):
+                decompose.original = relax.analysis.get_var2val(func)
                 mod[gv] = decompose.visit_expr(func)
         mod = relax.transform.Normalize()(mod)
         for gv, func in list(mod.functions.items()):
