@@ -114,8 +114,10 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     most 1, so ``L * e_exp + e_log`` (L: the elements of one reduction).
     LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt`` for Y (``output`` 0), none
     for Mean (1), ``e_rsqrt`` for InvStdDev (2); ``e_rsqrt`` is the largest limit of the
-    tables of ``RSQRT_KEYS`` (each output element passes one). Division by a tensor:
-    ``max|a| * e_recip``. Plus fp32 slack ``1e-5 * max |expected|``.
+    tables of ``RSQRT_KEYS`` (each output element passes one); InstanceNormalization the same
+    over the spatial axes (it is decomposed as a layer norm of each channel). Division by a
+    tensor: ``max|a| * e_recip``; LpNormalization ``x * T(norm)`` likewise ``max|x| * e``.
+    Plus fp32 slack ``1e-5 * max |expected|``.
     """
     attrs = attrs or {}
     slack = FP32_SLACK * float(np.max(np.abs(expected))) + 1e-6 if expected.size else 1e-6
@@ -131,10 +133,10 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
                 + slack)
     if op_type == "Attention":  # its decomposed (_expanded) form: softmax(Q K^T) V
         return _attention_bound(tables, inputs, attrs, output) + slack
-    if op_type in ("LayerNormalization", "RMSNormalization"):
-        axis = attrs.get("axis", -1) % max(1, x.ndim)
+    if op_type in ("LayerNormalization", "RMSNormalization", "InstanceNormalization"):
+        axis = 2 if op_type == "InstanceNormalization" else attrs.get("axis", -1) % max(1, x.ndim)
         axes = tuple(range(axis, x.ndim))
-        centred = x - x.mean(axis=axes, keepdims=True) if op_type == "LayerNormalization" else x
+        centred = x if op_type == "RMSNormalization" else x - x.mean(axis=axes, keepdims=True)
         d = np.abs(centred).max()
         gamma = np.abs(inputs[1]).max() if len(inputs) > 1 else 1.0
         e_rsqrt = max((t["limit"] for t in fitted(tables) if t["key"] in RSQRT_KEYS),
@@ -143,8 +145,8 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     if op_type == "Div":
         return float(np.abs(x).max()) * _eps(tables, "reciprocal") + slack
     # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
-    gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish", "Softsign") \
-        else 1.0
+    gain = max(1.0, float(np.abs(x).max())) if op_type in (
+        "HardSwish", "Mish", "Softsign", "LpNormalization") else 1.0
     return gain * _eps(tables) + slack
 
 

@@ -205,6 +205,52 @@ def _constant_pad(inputs, attrs):
     return relax.op.nn.pad(data, width, "constant", fill)
 
 
+def _instance_norm(_node, inputs, attrs):
+    """InstanceNormalization = group norm with one channel per group: one decomposition
+    (passes/linearize.py) for both, where TVM's import gives instance norm a variance op."""
+    x, scale, bias = inputs[:3]
+    rank = len(x.ty.shape)
+    return relax.op.nn.group_norm(x, scale, bias, int(x.ty.shape[1]), channel_axis=1,
+                                  axes=list(range(2, rank)),
+                                  epsilon=float(attrs.get("epsilon", 1e-5)))
+
+
+def _lp_normalization(node: onnx.NodeProto, inputs, attrs):
+    """LpNormalization (TVM has no import): ``x * rsqrt(sum x^2)`` for p = 2, ``x / sum |x|``
+    for p = 1 (ONNX allows only these), the sums over ``axis`` kept as a size-1 axis. A zero
+    vector's norm is replaced by 1 (``+ prod(x == 0)``, 1 only there), so its output is 0
+    as ONNX says and no table has to cover the pole at 0."""
+    x = inputs[0]
+    p, axis = int(attrs.get("p", 2)), int(attrs.get("axis", -1))
+    if p not in (1, 2):
+        raise ModelLoadError(f"LpNormalization node '{node.name}': p = {p}; ONNX defines p = 1 "
+                             "and 2")
+    zero = relax.op.astype(relax.op.equal(x, relax.const(0.0, "float32")), "float32")
+    all_zero = relax.op.prod(zero, axis=[axis], keepdims=True)
+    if p == 2:
+        squares = relax.op.sum(relax.op.multiply(x, x), axis=[axis], keepdims=True)
+        return relax.op.multiply(x, relax.op.rsqrt(relax.op.add(squares, all_zero)))
+    norm = relax.op.sum(relax.op.abs(x), axis=[axis], keepdims=True)
+    return relax.op.divide(x, relax.op.add(norm, all_zero))
+
+
+def _celu(_node, inputs, attrs):
+    """Celu (TVM has no import) as ONNX defines it: ``max(0, x) + min(0, alpha * (exp(x /
+    alpha) - 1))``, elementwise ops of x that Linearize fuses into one table."""
+    x = inputs[0]
+    alpha = relax.const(float(attrs.get("alpha", 1.0)), "float32")
+    zero, one = relax.const(0.0, "float32"), relax.const(1.0, "float32")
+    negative = relax.op.multiply(alpha, relax.op.subtract(
+        relax.op.exp(relax.op.divide(x, alpha)), one))
+    return relax.op.add(relax.op.nn.relu(x), relax.op.minimum(negative, zero))
+
+
+# ONNX operators converted here, (node, inputs, attrs) -> Relax expression (TVM's import has
+# none, or one the accelerator cannot take).
+_OWN_CONVERSIONS = {"InstanceNormalization": _instance_norm,
+                    "LpNormalization": _lp_normalization, "Celu": _celu}
+
+
 def _resize_constants(node: onnx.NodeProto, inputs) -> list:
     """A Resize / Upsample node's inputs as arrays (roi, scales, sizes; None where absent):
     its matrices are built at import, so every input but the data must be a constant."""
@@ -341,6 +387,9 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 padded = _constant_pad(inputs, attrs)
                 if padded is not None:
                     return self._own(padded, attrs["tvm_custom"]["name"])
+            if op_name in _OWN_CONVERSIONS:
+                name = attrs["tvm_custom"]["name"]
+                return self._own(_OWN_CONVERSIONS[op_name](nodes[name], inputs, attrs), name)
             if op_name in ("Resize", "Upsample"):
                 name = attrs["tvm_custom"]["name"]
                 resized = _convert_resize(self.bb, nodes[name], opset, inputs)
@@ -351,6 +400,11 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)
                 return relax.Tuple([self._own(field, node) for field in result.fields])
             return self._own(result, node)
+
+        def _check_for_unsupported_ops(self, graph):
+            rest = onnx.GraphProto()
+            rest.node.extend(n for n in graph.node if n.op_type not in _OWN_CONVERSIONS)
+            super()._check_for_unsupported_ops(rest)
 
         def _own(self, result, node):
             if isinstance(result, relax.Call):  # bind it here so that its binding is the node's

@@ -6,7 +6,8 @@ Two rewrites, in order:
    ranges: softmax = max-subtract, PWL exp on [-16, 0], row sum (a GEMM with a ones column),
    PWL reciprocal on [1, L], scale; log-softmax likewise with PWL log; layer norm = mean
    (GEMM), centre, square, mean, PWL ``rsqrt(v + eps)``, scale and shift (RMS norm arrives
-   decomposed by passes/decompose_rms_norm.py); division by a
+   decomposed by passes/decompose_rms_norm.py; group and instance norm are layer norms of a
+   grouped view); division by a
    tensor = multiply by its PWL reciprocal; integer powers = repeated multiplies; PRelu =
    relu(x) + alpha * (x - relu(x)); min = -max(-x); reductions over other axes = transpose,
    then reduce.
@@ -80,6 +81,8 @@ class _Decompose(relax.PyExprMutator):
             return self._softmax(call, log=name.endswith("log_softmax"))
         if name == "relax.nn.layer_norm" and "layer_norm" not in disabled:
             return self._norm(call)
+        if name == "relax.nn.group_norm" and "layer_norm" not in disabled:
+            return self._group_norm(call)
         if "softmax" not in disabled:  # softmax's pieces written out (LogSumExp, _expanded)
             if name == "relax.exp" and self._max_shifted(original.args[0]):
                 return self._shifted_exp(call.args[0])
@@ -219,21 +222,52 @@ class _Decompose(relax.PyExprMutator):
         r = self._reciprocal(s, (1.0, max(2.0, float(length))), bounded=True)
         return relax.op.multiply(e, r)
 
-    def _norm(self, call):
-        x, gamma = call.args[0], call.args[1]
-        axes = [int(a) for a in call.attrs.axes]
-        eps = float(call.attrs.epsilon)
+    def _normalize(self, x, axes, eps: float):
+        """(x - mean) * rsqrt(variance + eps) over ``axes``: means as GEMMs, one PWL table."""
         mu = self._emit(relax.op.mean(x, axis=axes, keepdims=True))
         d = self._emit(relax.op.subtract(x, mu))
         v = self._emit(relax.op.mean(self._emit(relax.op.multiply(d, d)), axis=axes, keepdims=True))
         table = self.tables.fitted("rsqrt", lambda t: 1.0 / np.sqrt(t + eps), NORM_VARIANCE_RANGE,
                                    root=v)
         r = self._emit(self.tables.call(v, table))
-        y = self._emit(relax.op.multiply(d, r))
+        return self._emit(relax.op.multiply(d, r))
+
+    def _norm(self, call):
+        x, gamma = call.args[0], call.args[1]
+        y = self._normalize(x, [int(a) for a in call.attrs.axes], float(call.attrs.epsilon))
         y = self._emit(relax.op.multiply(y, gamma))
         if len(call.args) > 2:
             y = relax.op.add(y, call.args[2])
         return y
+
+    def _group_norm(self, call):
+        """Group norm (and instance norm, one channel per group) = layer norm of each group:
+        a view splits the channel axis into (groups, the rest of the group's elements), the
+        last axis is normalized, a view restores the shape, then the per-channel scale and
+        shift. Only groups that span every axis after the channel axis (ONNX's forms)."""
+        x, gamma, beta = call.args
+        shape, attrs = _shape(x), call.attrs
+        rank = len(shape)
+        channel = int(attrs.channel_axis) % rank
+        if sorted(int(a) % rank for a in attrs.axes) != list(range(channel + 1, rank)):
+            return call
+        groups = int(attrs.num_groups)
+        grouped = self._emit(relax.op.reshape(x, shape[:channel] + (
+            groups, int(np.prod(shape[channel:], dtype=np.int64)) // groups)))
+        y = self._emit(relax.op.reshape(self._normalize(grouped, [channel + 1],
+                                                        float(attrs.epsilon)), shape))
+        per_channel = (shape[channel],) + (1,) * (rank - channel - 1)
+        if attrs.scale:
+            y = self._emit(relax.op.multiply(y, self._reshaped(gamma, per_channel)))
+        if attrs.center:
+            y = relax.op.add(y, self._reshaped(beta, per_channel))
+        return y
+
+    def _reshaped(self, v, shape):
+        """A per-channel vector in broadcast shape: folded if constant, else a view."""
+        if isinstance(v, tvm.ir.Constant):
+            return relax.const(v.value.numpy().reshape(shape))
+        return self._emit(relax.op.reshape(v, shape))
 
 
 # ----------------------------------------------------------------- 2. fuse scalar functions
