@@ -245,10 +245,28 @@ def _celu(_node, inputs, attrs):
     return relax.op.add(relax.op.nn.relu(x), relax.op.minimum(negative, zero))
 
 
+def _shrink(_node, inputs, attrs):
+    """Shrink as ONNX's reference computes it, ``x + bias`` below ``-lambd``, else ``x - bias``
+    above ``lambd``, else 0, written as steps times lines: ``(x + b) [x < -l] + (x - b)
+    [x > l] (1 - [x < -l])``, which Linearize fuses into one exact table (TVM's import is
+    two selects, a zeros tensor and their sum)."""
+    x = inputs[0]
+    lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+
+    def step(compare, k):
+        return relax.op.astype(compare(x, relax.const(k, "float32")), "float32")
+
+    below, above = step(relax.op.less, -lambd), step(relax.op.greater, lambd)
+    only_above = relax.op.multiply(above, relax.op.subtract(relax.const(1.0, "float32"), below))
+    b = relax.const(bias, "float32")
+    return relax.op.add(relax.op.multiply(relax.op.add(x, b), below),
+                        relax.op.multiply(relax.op.subtract(x, b), only_above))
+
+
 # ONNX operators converted here, (node, inputs, attrs) -> Relax expression (TVM's import has
-# none, or one the accelerator cannot take).
+# none, or one the accelerator runs worse).
 _OWN_CONVERSIONS = {"InstanceNormalization": _instance_norm,
-                    "LpNormalization": _lp_normalization, "Celu": _celu}
+                    "LpNormalization": _lp_normalization, "Celu": _celu, "Shrink": _shrink}
 
 
 def _resize_constants(node: onnx.NodeProto, inputs) -> list:

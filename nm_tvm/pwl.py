@@ -161,6 +161,17 @@ class PL:
         return PL(list(self.knots), [(0.0, float(if_true if c != 0 else if_false))
                                      for _, c in self.lines]).simplify()
 
+    def is_piecewise_constant(self) -> bool:
+        return all(s == 0.0 for s, _ in self.lines)
+
+    def masked(self, other: "PL") -> "PL | None":
+        """``self * other`` where self is piecewise constant (a 0/1 mask, or any step
+        function): each interval's line of ``other`` scaled by self's constant. None
+        otherwise (a product of two lines is not linear)."""
+        if not self.is_piecewise_constant():
+            return None
+        return self.combine(other, lambda m, line: (m[1] * line[0], m[1] * line[1]))
+
     def simplify(self) -> "PL":
         knots, lines = [], [self.lines[0]]
         for k, line in zip(self.knots, self.lines[1:]):

@@ -87,7 +87,17 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Softplus": OpSupport(APPROX, "one PWL"),
     "Mish": OpSupport(APPROX, "one PWL"),
     "Softsign": OpSupport(APPROX, "one PWL of x / (1 + |x|)"),
-    "Elu": OpSupport(APPROX, "one PWL"),
+    "Elu": OpSupport(APPROX, "one PWL (relu(x) + g(x) fused)"),
+    "Selu": OpSupport(APPROX, "one PWL of the whole function (as Elu)"),
+    "Celu": OpSupport(APPROX, "one PWL of max(0, x) + min(0, alpha * (exp(x / alpha) - 1))"),
+    "ThresholdedRelu": OpSupport(EXACT, "one exact table: the step x > alpha times x (NaN "
+                                        "stays NaN, ONNX gives 0)"),
+    "Sign": OpSupport(EXACT, "one exact 3-segment step table"),
+    "Shrink": OpSupport(EXACT, "one exact table: (x + bias) [x < -lambd] + (x - bias) [x > "
+                               "lambd] (NaN stays NaN, ONNX gives 0)"),
+    "Sin": OpSupport(APPROX, "PWL on [-8, 8] unless calibrated; not periodic: inputs outside "
+                             "the fitted range get the table's outer segments, not sin"),
+    "Cos": OpSupport(APPROX, "as Sin"),
     "Softmax": OpSupport(APPROX, "max, PWL exp, sum as GEMM, PWL reciprocal, scale (other "
                                   "axes moved last by a DMA transpose)"),
     "LogSoftmax": OpSupport(APPROX, "max, sum as GEMM, PWL log (any axis, as Softmax)"),

@@ -14,7 +14,8 @@ Two rewrites, in order:
 2. **Fuse scalar functions**: every maximal chain of elementwise ops with one tensor operand
    (and scalar constants) is one function of its root tensor, replaced by one ``nm.pwl_map``
    call with a fitted table -- or an exact table when the chain is piecewise linear (Clip,
-   LeakyRelu, HardSigmoid, ...). Products of two tensors end a chain and stay exact VEC
+   LeakyRelu, HardSigmoid, ...); sums and extrema of two functions of the root are functions
+   of it too (Selu, Elu: relu(x) + g(x)). Products of two tensors end a chain and stay exact VEC
    multiplies: GELU's erf form becomes ``x * T(x)``, HardSwish ``x * exact_PL(x)``.
 
 ``nm.pwl_map`` is ``call_dps_packed("nm.pwl_map", [x, table])``: the partitioner offloads it to
@@ -290,7 +291,8 @@ def _find_regions(block) -> dict:
                 getattr(binding.var.ty, "dtype", None) not in ("float32", "bool"):
             continue
         tensor_args = [a for a in sf.operands(call) if sf.scalar_constant(a) is None]
-        if len(tensor_args) > 1:
+        if len(tensor_args) > 1 and not (_sum_or_extremum(call)
+                                         or _masked_product(call, region_of)):
             continue  # x * g(x) and friends stay exact VEC ops; the regions end here
         roots, ok = set(), True
         for arg in sf.operands(call):
@@ -318,6 +320,25 @@ def _find_regions(block) -> dict:
         region.bindings.append((binding.var, call))
         region_of[binding.var] = region
     return region_of
+
+
+def _sum_or_extremum(call) -> bool:
+    """add / subtract / maximum / minimum: of two functions of one root, a function of it
+    (Selu's and Elu's relu(x) + g(x) is one table); products stay VEC multiplies."""
+    return call.op.name in ("relax.add", "relax.subtract", "relax.maximum", "relax.minimum") \
+        or sf.elementwise_kind(call) == "tir"
+
+
+def _masked_product(call, region_of: dict) -> bool:
+    """A 0/1 step of the root times a piecewise-linear function of it (ThresholdedRelu's
+    ``astype(x > alpha) * x``): exactly piecewise linear, so one exact table (0 for x = -inf,
+    where a VEC multiply gives 0 * -inf = NaN)."""
+    if call.op.name != "relax.multiply":
+        return False
+    factors = [_evaluate(region_of[a], a, PL.identity(), exact=True) if a in region_of
+               else PL.identity() for a in call.args]
+    return all(f is not None for f in factors) and any(f.is_piecewise_constant()
+                                                       for f in factors)
 
 
 def _function_key(calls) -> str:
