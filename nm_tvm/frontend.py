@@ -117,6 +117,9 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         for d in ttype.shape.dim:
             if d.HasField("dim_value") and d.dim_value > 0:
                 dims.append(d.dim_value)
+            elif d.HasField("dim_value") and d.dim_value == 0:
+                raise ModelLoadError(f"input '{inp.name}' is empty (a dimension of size 0); "
+                                     "empty tensors are not supported")
             else:
                 raise ModelLoadError(
                     f"input '{inp.name}' has a dynamic dimension '{d.dim_param or '?'}'; "
