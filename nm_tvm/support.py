@@ -102,9 +102,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                                   "axes moved last by a DMA transpose)"),
     "LogSoftmax": OpSupport(APPROX, "max, sum as GEMM, PWL log (any axis, as Softmax)"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
-    "GroupNormalization": OpSupport(APPROX, "opset 18 (per-group scale) and 21: a layer norm of "
-                                            "each group of channels (a view), means as GEMMs, PWL "
-                                            "rsqrt(v+eps), per-channel scale and shift"),
+    "GroupNormalization": OpSupport(APPROX, "opset 21: a layer norm of each group of channels "
+                                            "(a view), means as GEMMs, PWL rsqrt(v+eps), "
+                                            "per-channel scale and shift"),
     "InstanceNormalization": OpSupport(APPROX, "GroupNormalization with one channel per group"),
     "MeanVarianceNormalization": OpSupport(APPROX, "any axes: means of x and x^2 as GEMMs, one "
                                                    "PWL 1/sqrt(E[x^2] - E[x]^2) (ONNX has no "
