@@ -107,8 +107,9 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                                             "per-channel scale and shift"),
     "InstanceNormalization": OpSupport(APPROX, "GroupNormalization with one channel per group"),
     "MeanVarianceNormalization": OpSupport(APPROX, "any axes: means of x and x^2 as GEMMs, one "
-                                                   "PWL 1/sqrt(E[x^2] - E[x]^2) (ONNX has no "
-                                                   "epsilon: a constant slice is NaN there)"),
+                                                   "PWL 1/sqrt(E[x^2] - E[x]^2) (no epsilon: a "
+                                                   "constant slice, NaN in ONNX, gets finite "
+                                                   "values)"),
     "LpNormalization": OpSupport(APPROX, "any axis; p = 2: x * PWL rsqrt(sum x^2), p = 1: x * "
                                          "PWL reciprocal(sum |x|), sums as GEMMs; a zero vector "
                                          "gives 0, as ONNX"),
