@@ -109,10 +109,15 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     HardSwish, Mish, Softsign = x * recip(1 + |x|), GELU's erf decomposition). Softmax over L elements: ``(L + 1) * e_exp +
     e_recip`` (the sum of L approximated exponentials feeds the reciprocal; all values <= 1
     because max-subtraction makes the largest exponent 0). LogSoftmax: ``L * e_exp + e_log``.
+    ReduceLogSumExp = ``m + log(s)``, ``s`` the sum of the L exponentials of ``x - m``:
+    ``|s_hat - s| <= L * e_exp`` and ``s >= 1`` (the max's own term), where log's slope is at
+    most 1, so ``L * e_exp + e_log`` (L: the elements of one reduction).
     LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt`` for Y (``output`` 0), none
     for Mean (1), ``e_rsqrt`` for InvStdDev (2); ``e_rsqrt`` is the largest limit of the
-    tables of ``RSQRT_KEYS`` (each output element passes one). Division by a tensor:
-    ``max|a| * e_recip``. Plus fp32 slack ``1e-5 * max |expected|``.
+    tables of ``RSQRT_KEYS`` (each output element passes one); InstanceNormalization the same
+    over the spatial axes (it is decomposed as a layer norm of each channel). Division by a
+    tensor: ``max|a| * e_recip``; LpNormalization ``x * T(norm)`` likewise ``max|x| * e``.
+    Plus fp32 slack ``1e-5 * max |expected|``.
     """
     attrs = attrs or {}
     slack = FP32_SLACK * float(np.max(np.abs(expected))) + 1e-6 if expected.size else 1e-6
@@ -123,12 +128,15 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
         if op_type == "Softmax":
             return (length + 1) * _eps(tables, "exp") + _eps(tables, "reciprocal") + slack
         return length * _eps(tables, "exp") + _eps(tables, "log") + slack
+    if op_type == "ReduceLogSumExp":
+        return (_reduced_length(x, inputs, attrs) * _eps(tables, "exp") + _eps(tables, "log")
+                + slack)
     if op_type == "Attention":  # its decomposed (_expanded) form: softmax(Q K^T) V
         return _attention_bound(tables, inputs, attrs, output) + slack
-    if op_type in ("LayerNormalization", "RMSNormalization"):
-        axis = attrs.get("axis", -1) % max(1, x.ndim)
+    if op_type in ("LayerNormalization", "RMSNormalization", "InstanceNormalization"):
+        axis = 2 if op_type == "InstanceNormalization" else attrs.get("axis", -1) % max(1, x.ndim)
         axes = tuple(range(axis, x.ndim))
-        centred = x - x.mean(axis=axes, keepdims=True) if op_type == "LayerNormalization" else x
+        centred = x if op_type == "RMSNormalization" else x - x.mean(axis=axes, keepdims=True)
         d = np.abs(centred).max()
         gamma = np.abs(inputs[1]).max() if len(inputs) > 1 else 1.0
         e_rsqrt = max((t["limit"] for t in fitted(tables) if t["key"] in RSQRT_KEYS),
@@ -137,9 +145,20 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     if op_type == "Div":
         return float(np.abs(x).max()) * _eps(tables, "reciprocal") + slack
     # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
-    gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish", "Softsign") \
-        else 1.0
+    gain = max(1.0, float(np.abs(x).max())) if op_type in (
+        "HardSwish", "Mish", "Softsign", "LpNormalization") else 1.0
     return gain * _eps(tables) + slack
+
+
+def _reduced_length(x: np.ndarray, inputs: list[np.ndarray], attrs: dict) -> int:
+    """Elements of one reduction: over ``axes`` (the attribute, or input 1 from opset 18);
+    every element when no axes are given."""
+    axes = attrs.get("axes")
+    if axes is None and len(inputs) > 1:
+        axes = np.asarray(inputs[1]).reshape(-1).tolist()
+    if not axes:
+        return int(x.size)
+    return int(np.prod([x.shape[int(a)] for a in axes], dtype=np.int64))
 
 
 def _attention_bound(tables: list[dict], inputs: list[np.ndarray], attrs: dict,

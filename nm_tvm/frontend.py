@@ -117,6 +117,9 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         for d in ttype.shape.dim:
             if d.HasField("dim_value") and d.dim_value > 0:
                 dims.append(d.dim_value)
+            elif d.HasField("dim_value") and d.dim_value == 0:
+                raise ModelLoadError(f"input '{inp.name}' is empty (a dimension of size 0); "
+                                     "empty tensors are not supported")
             else:
                 raise ModelLoadError(
                     f"input '{inp.name}' has a dynamic dimension '{d.dim_param or '?'}'; "
@@ -125,13 +128,15 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     if input_shapes:
         raise ModelLoadError(f"input_shapes names unknown input(s) {sorted(input_shapes)}; "
                              f"model inputs are {list(shapes)}")
-    from nm_tvm.onnx_fold import (explicit_auto_pad, explicit_conv_transpose_pads,
-                                  fold_shape_computations, with_static_inputs)
+    from nm_tvm.onnx_fold import (constant_values_as_tensors, explicit_auto_pad,
+                                  explicit_conv_transpose_pads, fold_shape_computations,
+                                  with_static_inputs)
     from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
         proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
-            fold_shape_computations(with_static_inputs(proto, shapes)))))
+            fold_shape_computations(constant_values_as_tensors(
+                with_static_inputs(proto, shapes))))))
         mod = _from_onnx_with_sources(proto, shapes)
     except UnrollError as err:  # a recurrent node's form: the message names the node
         raise ModelLoadError(str(err)) from None
@@ -201,6 +206,70 @@ def _constant_pad(inputs, attrs):
         width[2 * axis], width[2 * axis + 1] = pads[i], pads[len(chosen) + i]
     fill = 0.0 if value is None else float(value.value.numpy().reshape(-1)[0])
     return relax.op.nn.pad(data, width, "constant", fill)
+
+
+def _instance_norm(_node, inputs, attrs):
+    """InstanceNormalization = group norm with one channel per group: one decomposition
+    (passes/linearize.py) for both, where TVM's import gives instance norm a variance op."""
+    x, scale, bias = inputs[:3]
+    rank = len(x.ty.shape)
+    return relax.op.nn.group_norm(x, scale, bias, int(x.ty.shape[1]), channel_axis=1,
+                                  axes=list(range(2, rank)),
+                                  epsilon=float(attrs.get("epsilon", 1e-5)))
+
+
+def _lp_normalization(node: onnx.NodeProto, inputs, attrs):
+    """LpNormalization (TVM has no import): ``x * rsqrt(sum x^2)`` for p = 2, ``x / sum |x|``
+    for p = 1 (ONNX allows only these), the sums over ``axis`` kept as a size-1 axis. A zero
+    vector's norm is replaced by 1 (``+ prod(x == 0)``, 1 only there), so its output is 0
+    as ONNX says and no table has to cover the pole at 0."""
+    x = inputs[0]
+    p, axis = int(attrs.get("p", 2)), int(attrs.get("axis", -1))
+    if p not in (1, 2):
+        raise ModelLoadError(f"LpNormalization node '{node.name}': p = {p}; ONNX defines p = 1 "
+                             "and 2")
+    zero = relax.op.astype(relax.op.equal(x, relax.const(0.0, "float32")), "float32")
+    all_zero = relax.op.prod(zero, axis=[axis], keepdims=True)
+    if p == 2:
+        squares = relax.op.sum(relax.op.multiply(x, x), axis=[axis], keepdims=True)
+        return relax.op.multiply(x, relax.op.rsqrt(relax.op.add(squares, all_zero)))
+    norm = relax.op.sum(relax.op.abs(x), axis=[axis], keepdims=True)
+    return relax.op.divide(x, relax.op.add(norm, all_zero))
+
+
+def _celu(_node, inputs, attrs):
+    """Celu (TVM has no import) as ONNX defines it: ``max(0, x) + min(0, alpha * (exp(x /
+    alpha) - 1))``, elementwise ops of x that Linearize fuses into one table."""
+    x = inputs[0]
+    alpha = relax.const(float(attrs.get("alpha", 1.0)), "float32")
+    zero, one = relax.const(0.0, "float32"), relax.const(1.0, "float32")
+    negative = relax.op.multiply(alpha, relax.op.subtract(
+        relax.op.exp(relax.op.divide(x, alpha)), one))
+    return relax.op.add(relax.op.nn.relu(x), relax.op.minimum(negative, zero))
+
+
+def _shrink(_node, inputs, attrs):
+    """Shrink as ONNX's reference computes it, ``x + bias`` below ``-lambd``, else ``x - bias``
+    above ``lambd``, else 0, written as steps times lines: ``(x + b) [x < -l] + (x - b)
+    [x > l] (1 - [x < -l])``, which Linearize fuses into one exact table (TVM's import is
+    two selects, a zeros tensor and their sum)."""
+    x = inputs[0]
+    lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+
+    def step(compare, k):
+        return relax.op.astype(compare(x, relax.const(k, "float32")), "float32")
+
+    below, above = step(relax.op.less, -lambd), step(relax.op.greater, lambd)
+    only_above = relax.op.multiply(above, relax.op.subtract(relax.const(1.0, "float32"), below))
+    b = relax.const(bias, "float32")
+    return relax.op.add(relax.op.multiply(relax.op.add(x, b), below),
+                        relax.op.multiply(relax.op.subtract(x, b), only_above))
+
+
+# ONNX operators converted here, (node, inputs, attrs) -> Relax expression (TVM's import has
+# none, or one the accelerator runs worse).
+_OWN_CONVERSIONS = {"InstanceNormalization": _instance_norm,
+                    "LpNormalization": _lp_normalization, "Celu": _celu, "Shrink": _shrink}
 
 
 def _resize_constants(node: onnx.NodeProto, inputs) -> list:
@@ -339,6 +408,9 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 padded = _constant_pad(inputs, attrs)
                 if padded is not None:
                     return self._own(padded, attrs["tvm_custom"]["name"])
+            if op_name in _OWN_CONVERSIONS:
+                name = attrs["tvm_custom"]["name"]
+                return self._own(_OWN_CONVERSIONS[op_name](nodes[name], inputs, attrs), name)
             if op_name in ("Resize", "Upsample"):
                 name = attrs["tvm_custom"]["name"]
                 resized = _convert_resize(self.bb, nodes[name], opset, inputs)
@@ -349,6 +421,11 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
             if isinstance(result, relax.Tuple):  # several outputs (LayerNormalization, Split)
                 return relax.Tuple([self._own(field, node) for field in result.fields])
             return self._own(result, node)
+
+        def _check_for_unsupported_ops(self, graph):
+            rest = onnx.GraphProto()
+            rest.node.extend(n for n in graph.node if n.op_type not in _OWN_CONVERSIONS)
+            super()._check_for_unsupported_ops(rest)
 
         def _own(self, result, node):
             if isinstance(result, relax.Call):  # bind it here so that its binding is the node's

@@ -93,6 +93,33 @@ def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+# Constant's one-value attributes and the tensor each stands for (ONNX Constant-12).
+_CONSTANT_ATTRS = {"value_float": np.float32, "value_floats": np.float32,
+                   "value_int": np.int64, "value_ints": np.int64}
+
+
+def constant_values_as_tensors(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant nodes given by ``value_float(s)`` / ``value_int(s)`` -> the same constant as a
+    ``value`` tensor (a scalar, or 1-D for the plural forms), the only form TVM's importer
+    reads; ONNX's function expansions (Selu, Shrink, ... ``_expanded``) use them."""
+    def one_value_attr(node):
+        if node.op_type != "Constant" or len(node.attribute) != 1:
+            return None
+        return node.attribute[0] if node.attribute[0].name in _CONSTANT_ATTRS else None
+
+    if not any(one_value_attr(n) for n in proto.graph.node):
+        return proto
+    out = onnx.ModelProto.FromString(proto.SerializeToString())
+    for node in out.graph.node:
+        attr = one_value_attr(node)
+        if attr is None:
+            continue
+        value = np.asarray(helper.get_attribute_value(attr), _CONSTANT_ATTRS[attr.name])
+        del node.attribute[:]
+        node.attribute.extend([helper.make_attribute("value", numpy_helper.from_array(value))])
+    return out
+
+
 def explicit_auto_pad(proto: onnx.ModelProto) -> onnx.ModelProto:
     """``auto_pad=SAME_UPPER/SAME_LOWER`` -> explicit ``pads`` (ONNX's own formula), so TVM's
     importer emits the padding inside the conv / pool rather than as a separate pad kernel."""

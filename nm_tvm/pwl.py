@@ -5,7 +5,8 @@ A table is what the accelerator's PWL unit holds (docs/ISA.md, PWL / LOAD_PWL): 
 covers ``[breakpoint_s, breakpoint_{s+1})`` (segment 0 from -inf) and maps ``x`` to
 ``fp32(fp32(slope_s * x) + intercept_s)``. Fitted tables have, inside the fitted range
 ``[lo, hi]``, segments placed non-uniformly ("horizontal": denser where ``|f''|`` is large and
-where calibration samples fall, then iteratively equalising the segments' errors) and
+where calibration samples fall, then iteratively equalising the segments' errors; a breakpoint
+on every kink of f) and
 intercepts shifted so the error over the sample distribution has zero mean in every segment
 ("vertical"). Outside ``[lo, hi]`` three segments on each side continue the end segment, then
 follow the function's trend and asymptote (see ``_outer_lines``), so out-of-range inputs get
@@ -17,12 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nm_tvm.pwl_limits import kink_points
+
 GRID = 4097  # evaluation points per fitted range for the initial placement and error checks
 SEGMENT_POINTS = 33  # evaluation points per segment while fitting
 MIN_ULPS = 64  # narrowest segment, in fp32 ulps of its edges
 HIST_BINS = 256  # calibration sample histogram
 END_CLUSTER = 1e-7  # closest grid point to a range end, relative to the width
 OUTER_SEGMENTS = 6  # table entries beyond the fitted range (see _outer_lines)
+KINK_MARGIN = 0.01  # kinks this close to a range end (a share of its width) are not pinned:
+#                     an under-resolved steep end can look like one (nm_tvm.pwl_limits.kinks)
 
 
 @dataclass
@@ -161,6 +166,17 @@ class PL:
         return PL(list(self.knots), [(0.0, float(if_true if c != 0 else if_false))
                                      for _, c in self.lines]).simplify()
 
+    def is_piecewise_constant(self) -> bool:
+        return all(s == 0.0 for s, _ in self.lines)
+
+    def masked(self, other: "PL") -> "PL | None":
+        """``self * other`` where self is piecewise constant (a 0/1 mask, or any step
+        function): each interval's line of ``other`` scaled by self's constant. None
+        otherwise (a product of two lines is not linear)."""
+        if not self.is_piecewise_constant():
+            return None
+        return self.combine(other, lambda m, line: (m[1] * line[0], m[1] * line[1]))
+
     def simplify(self) -> "PL":
         knots, lines = [], [self.lines[0]]
         for k, line in zip(self.knots, self.lines[1:]):
@@ -207,6 +223,21 @@ def _place(x: np.ndarray, rho: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.linspace(0, 1, n + 1), cdf, x)
 
 
+def _pin(edges: np.ndarray, kinks: list) -> np.ndarray:
+    """Each kink of f (a slope jump, nm_tvm.pwl_limits.kink_points) replaces the nearest
+    interior edge not already pinned: a segment across a kink errs by about jump * width / 4,
+    two segments meeting on it by no more than elsewhere."""
+    edges = edges.copy()
+    free = list(range(1, len(edges) - 1))
+    for k in kinks:
+        if not free:
+            break
+        i = min(free, key=lambda j: abs(edges[j] - k))
+        edges[i] = k
+        free.remove(i)
+    return np.sort(edges)
+
+
 def _separate(edges: np.ndarray) -> np.ndarray:
     """Strictly increasing edges, every segment at least MIN_ULPS fp32 ulps wide (the PWL unit
     compares fp32 inputs): blend toward uniform until no segment is narrower."""
@@ -251,14 +282,37 @@ def _fit_segments(f, edges: np.ndarray, weight):
     return edges, slopes, intercepts, np.max(np.abs(err - shift[:, None]), axis=1)
 
 
-def _equidistribute(edges: np.ndarray, per_seg: np.ndarray) -> np.ndarray:
+def _equidistribute(edges: np.ndarray, per_seg: np.ndarray, kinks=()) -> np.ndarray:
     """New edges that equalise the segments' errors: with err_s ~ c |f''| h_s^2 the density
-    sqrt(err_s) / h_s ~ sqrt|f''|, and equal shares of its integral give equal errors."""
+    sqrt(err_s) / h_s ~ sqrt|f''|, and equal shares of its integral give equal errors.
+    ``kinks`` (edges already) stay edges: the pieces between them get segments in proportion
+    to their share of the integral (at least one each), equidistributed inside each."""
     h = np.diff(edges)
     rho = np.sqrt(per_seg) / h
     rho = np.maximum(rho, 1e-12 * rho.max()) if rho.max() > 0 else np.ones_like(rho)
     cdf = np.concatenate([[0.0], np.cumsum(rho * h)])
-    return np.interp(np.linspace(0.0, cdf[-1], len(edges)), cdf, edges)
+    if not len(kinks):
+        return np.interp(np.linspace(0.0, cdf[-1], len(edges)), cdf, edges)
+    cuts = np.concatenate([[edges[0]], np.sort(kinks), [edges[-1]]])
+    at = np.interp(cuts, edges, cdf)
+    counts = _apportion(np.diff(at), len(edges) - 1)
+    pieces = [np.interp(np.linspace(a0, a1, c + 1), cdf, edges)[1:-1]
+              for a0, a1, c in zip(at[:-1], at[1:], counts)]
+    inner = [p for piece, cut in zip(pieces, cuts[1:]) for p in (*piece, cut)]
+    return np.concatenate([[edges[0]], inner])
+
+
+def _apportion(shares: np.ndarray, n: int) -> list[int]:
+    """n segments over pieces in proportion to ``shares``, at least one each (largest
+    remainders)."""
+    total = float(shares.sum())
+    ideal = n * shares / total if total > 0 else np.full(len(shares), n / len(shares))
+    counts = np.maximum(1, np.floor(ideal)).astype(int)
+    while counts.sum() > n:
+        counts[int(np.argmax(np.where(counts > 1, counts - ideal, -np.inf)))] -= 1
+    for i in np.argsort(counts - ideal)[:n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
 
 
 def _weight_function(samples, lo: float, hi: float):
@@ -295,13 +349,15 @@ def fit(f, lo: float, hi: float, segments: int, samples: np.ndarray | None = Non
         edges, slopes, intercepts, _ = _fit_segments(f, np.linspace(lo, hi, inner + 1), weight)
     else:
         weights = weight(x) if samples is not None and np.size(samples) else None
-        edges = _separate(_place(x, _density(f, x, weights), inner))
+        kinks = [k for k in kink_points(f, lo, hi)
+                 if lo + KINK_MARGIN * (hi - lo) < k < hi - KINK_MARGIN * (hi - lo)][:inner - 1]
+        edges = _separate(_pin(_place(x, _density(f, x, weights), inner), kinks))
         best = None
         for _ in range(iterations):  # equalise per-segment max error
             edges, slopes, intercepts, per_seg = _fit_segments(f, edges, weight)
             if best is None or per_seg.max() < best[0]:
                 best = (per_seg.max(), edges, slopes, intercepts)
-            edges = 0.5 * (edges + _equidistribute(edges, per_seg))
+            edges = _pin(0.5 * (edges + _equidistribute(edges, per_seg, kinks)), kinks)
         _, edges, slopes, intercepts = best
     left, right = _outer_lines(f, lo, hi, slopes, intercepts)
     left = left[::-1]  # farthest first, in table order

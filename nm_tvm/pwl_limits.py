@@ -105,10 +105,17 @@ def curvature_integral(f, lo: float, hi: float, name: str = "f") -> float:
 
 def kinks(f, lo: float, hi: float) -> int:
     """Points where f's slope jumps (ELU with alpha != 1 at 0, 1/(1 + |x|) at 0). A kink is
-    outside the curvature formula: the fitter spends about one segment on it (its error
-    ~ jump * width / 8 is equalised with the others). Found as slope changes that do not
-    shrink when the grid is refined 4x (a smooth f's shrink 4x); an under-resolved steep end
-    may also count, which only makes the limit more cautious."""
+    outside the curvature formula: the fitter spends about one segment on it (a breakpoint
+    placed on it, nm_tvm.pwl.fit). Found as slope changes that do not shrink when the grid is
+    refined 4x (a smooth f's shrink 4x); an under-resolved steep end may also count, which
+    only makes the limit more cautious."""
+    return len(kink_points(f, lo, hi))
+
+
+def kink_points(f, lo: float, hi: float) -> list[float]:
+    """Where the kinks counted by :func:`kinks` are: the crossing of the fine-grid lines on
+    either side of the largest slope jump of each (exact for a kink between two straight
+    pieces, within ``h^2 f'' / jump`` otherwise, h the fine spacing)."""
     fine = np.linspace(lo, hi, 4 * GRID_POINTS - 3)  # the coarse grid's points are every 4th
     with np.errstate(all="ignore"):
         y = np.asarray(f(fine), np.float64)
@@ -117,14 +124,45 @@ def kinks(f, lo: float, hi: float) -> int:
     jump_fine = np.abs(np.diff(slope_fine))
     jump_coarse = np.abs(np.diff(slope_coarse))
     floor = KINK_FLOOR * (1.0 + float(np.max(np.abs(slope_fine))))
-    count, last = 0, -10
+    points, last = [], -10
     for j in np.flatnonzero(jump_coarse > floor):  # coarse interior point j+1 = fine 4(j+1)
-        window = jump_fine[max(0, 4 * j):4 * j + 7]
+        start = max(0, 4 * j)
+        window = jump_fine[start:4 * j + 7]
         around = jump_coarse[max(0, j - 1):j + 2].max()  # not fooled by an inflection at j
-        if window.size and window.max() > KINK_RATIO * around:
-            count += j > last + 2  # a kink between two coarse points shows at both
-            last = j
-    return count
+        if not (window.size and window.max() > KINK_RATIO * around):
+            continue
+        k = start + int(np.argmax(window))  # the slope jumps at fine point k + 1
+        if j > last + 2:  # a kink between two coarse points shows at both
+            points.append(_locate_kink(f, fine, y, slope_fine, k))
+        last = j
+    return points
+
+
+def _locate_kink(f, x, y, slope, k: int) -> float:
+    """The crossing of the grid lines either side of point k + 1, refined on grids 64x finer
+    around it until the spacing is below 1e-12 of the range."""
+    width = x[-1] - x[0]
+    at = _line_crossing(x, y, slope, k)
+    h = x[1] - x[0]
+    while h > 1e-12 * width:
+        h /= 64
+        local = at + h * np.arange(-8, 9)
+        with np.errstate(all="ignore"):
+            ly = np.asarray(f(local), np.float64)
+        lslope = np.diff(ly) / np.diff(local)
+        at = _line_crossing(local, ly, lslope, int(np.argmax(np.abs(np.diff(lslope)))))
+    return at
+
+
+def _line_crossing(x, y, slope, k: int) -> float:
+    """x where the grid line ending at point k (slope[k - 1]) meets the one starting at point
+    k + 2 (slope[k + 2]); point k + 1 if they are parallel or the lines are off the grid."""
+    left, right = max(k - 1, 0), min(k + 2, len(slope) - 1)
+    s_left, s_right = slope[left], slope[right]
+    if s_left == s_right or not np.isfinite(s_left - s_right):
+        return float(x[k + 1])
+    at = (y[right] - y[left] + s_left * x[left] - s_right * x[right]) / (s_left - s_right)
+    return float(np.clip(at, x[left], x[right + 1]))
 
 
 def _fp32_term(f, lo: float, hi: float) -> float:

@@ -87,11 +87,32 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "Softplus": OpSupport(APPROX, "one PWL"),
     "Mish": OpSupport(APPROX, "one PWL"),
     "Softsign": OpSupport(APPROX, "one PWL of x / (1 + |x|)"),
-    "Elu": OpSupport(APPROX, "one PWL"),
+    "Elu": OpSupport(APPROX, "one PWL (relu(x) + g(x) fused)"),
+    "Selu": OpSupport(APPROX, "one PWL of the whole function (as Elu)"),
+    "Celu": OpSupport(APPROX, "one PWL of max(0, x) + min(0, alpha * (exp(x / alpha) - 1))"),
+    "ThresholdedRelu": OpSupport(EXACT, "one exact table: the step x > alpha times x (NaN "
+                                        "stays NaN, ONNX gives 0)"),
+    "Sign": OpSupport(EXACT, "one exact 3-segment step table"),
+    "Shrink": OpSupport(EXACT, "one exact table: (x + bias) [x < -lambd] + (x - bias) [x > "
+                               "lambd] (NaN stays NaN, ONNX gives 0)"),
+    "Sin": OpSupport(APPROX, "PWL on [-8, 8] unless calibrated; not periodic: inputs outside "
+                             "the fitted range get the table's outer segments, not sin"),
+    "Cos": OpSupport(APPROX, "as Sin"),
     "Softmax": OpSupport(APPROX, "max, PWL exp, sum as GEMM, PWL reciprocal, scale (other "
                                   "axes moved last by a DMA transpose)"),
     "LogSoftmax": OpSupport(APPROX, "max, sum as GEMM, PWL log (any axis, as Softmax)"),
     "LayerNormalization": OpSupport(APPROX, "trailing axes: means as GEMMs, PWL rsqrt(v+eps)"),
+    "GroupNormalization": OpSupport(APPROX, "opset 21: a layer norm of each group of channels "
+                                            "(a view), means as GEMMs, PWL rsqrt(v+eps), "
+                                            "per-channel scale and shift"),
+    "InstanceNormalization": OpSupport(APPROX, "GroupNormalization with one channel per group"),
+    "MeanVarianceNormalization": OpSupport(APPROX, "any axes: means of x and x^2 as GEMMs, one "
+                                                   "PWL 1/sqrt(E[x^2] - E[x]^2) (no epsilon: a "
+                                                   "constant slice, NaN in ONNX, gets finite "
+                                                   "values)"),
+    "LpNormalization": OpSupport(APPROX, "any axis; p = 2: x * PWL rsqrt(sum x^2), p = 1: x * "
+                                         "PWL reciprocal(sum |x|), sums as GEMMs; a zero vector "
+                                         "gives 0, as ONNX"),
     "Concat": OpSupport(EXACT, "DMA copies into the output's slabs"),
     "Slice": OpSupport(EXACT, "constant bounds, positive steps: one strided DMA view",
                        constant_inputs=(1, 2, 3, 4)),
@@ -155,12 +176,26 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "CastLike": OpSupport(EXACT, "as Cast; to the tensor's own type: removed"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
-    "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
-                           constant_inputs=(1,)),
+    "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose); "
+                                  "bool (any) on the 0/1 mask", constant_inputs=(1,)),
+    "ReduceMin": OpSupport(EXACT, "-max(-x): exact negation tables around ReduceMax's tree; "
+                                  "bool (all) on the 0/1 mask", constant_inputs=(1,)),
+    "GlobalMaxPool": OpSupport(EXACT, "ReduceMax over the spatial axes (NCHW...)"),
+    "ReduceProd": OpSupport(EXACT, "VEC multiply tree in the fp32 accumulator (other axes moved "
+                                   "last by a DMA transpose)", constant_inputs=(1,)),
     "ReduceSum": OpSupport(EXACT, "GEMM with a ones column (other axes moved last by a DMA "
                                   "transpose)", constant_inputs=(1,)),
     "ReduceMean": OpSupport(EXACT, "GEMM with a 1/L column (other axes moved last by a DMA "
                                    "transpose)", constant_inputs=(1,)),
+    "ReduceSumSquare": OpSupport(EXACT, "x * x (VEC), then ReduceSum's GEMM", constant_inputs=(1,)),
+    "ReduceL1": OpSupport(EXACT, "|x| (exact table), then ReduceSum's GEMM", constant_inputs=(1,)),
+    "ReduceL2": OpSupport(APPROX, "ReduceSumSquare, then PWL sqrt on the positive range",
+                          constant_inputs=(1,)),
+    "ReduceLogSum": OpSupport(APPROX, "ReduceSum's GEMM, then PWL log on the positive range",
+                              constant_inputs=(1,)),
+    "ReduceLogSumExp": OpSupport(APPROX, "max + log(sum(exp(x - max))): LogSoftmax's pieces "
+                                         "(VEC max tree, PWL exp on [-16, 0], GEMM sum, PWL log "
+                                         "on [1, L] unless calibrated)", constant_inputs=(1,)),
 }
 
 # Suggestions shown when an operator is *not* in SUPPORTED_OPS (what to rewrite it into).

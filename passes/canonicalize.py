@@ -8,7 +8,7 @@ division by a constant tensor into a multiply by its reciprocal, PRelu with a sl
 several axes (imported as a select) into ReLU arithmetic, Gather's negative-index arithmetic
 into ``take(mode="wrap")``, a cast after an integer broadcast before it, Split into strided
 slices, casts to a tensor's own dtype (CastLike, LayerNorm's stash type) away, boolean masks
-into float 0/1 arithmetic, and drops dead bindings.
+(their max / min reductions too) into float 0/1 arithmetic, and drops dead bindings.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
 from ._rewrite import rewrite_functions
+from .bool_reductions import BoolReductionsAsFloat
 from .cast_before_broadcast import CastBeforeBroadcast
 from .decompose_rms_norm import DecomposeRMSNorm
 from .fold_index_wrap import FoldIndexWrap
@@ -129,6 +130,7 @@ def Canonicalize() -> tvm.transform.Pass:  # noqa: N802 (TVM pass naming)
     return tvm.transform.Sequential(
         [
             DropSameDtypeCasts(),
+            BoolReductionsAsFloat(),
             SimplifyBatchNorm(),
             PairwiseVariadicOps(),
             PaddedAvgPoolAsConv(),

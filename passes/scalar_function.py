@@ -39,6 +39,7 @@ UNARY = {
     "relax.nn.gelu": _gelu, "relax.nn.gelu_tanh": _gelu_tanh,
     "relax.nn.silu": lambda x: x * _sigmoid(x), "relax.square": np.square,
     "relax.nn.softplus": lambda x: np.logaddexp(0.0, x),
+    "relax.sin": np.sin, "relax.cos": np.cos, "relax.sign": np.sign,
 }
 BINARY = {
     "relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
@@ -46,15 +47,16 @@ BINARY = {
     "relax.power": np.power,
 }
 # Comparisons with a scalar constant, and the select / logic ops over their 0/1 results
-# (passes/masks_as_float.py leaves masks in these forms): exact step tables.
+# (passes/masks_as_float.py leaves masks in these forms), and sign: exact step tables.
 COMPARE = {f"relax.{op}": op for op in ("less", "greater", "less_equal", "greater_equal",
                                          "equal", "not_equal")}
-MASK_UNARY = {"relax.where", "relax.logical_not", "relax.astype"}
+MASK_UNARY = {"relax.where", "relax.logical_not", "relax.astype", "relax.sign"}
 _FLIPPED = {"less": "greater", "greater": "less", "less_equal": "greater_equal",
             "greater_equal": "less_equal", "equal": "equal", "not_equal": "not_equal"}
 # TE-lowered Clip arrives as call_tir to PrimFuncs with these names (docs/TVM_NOTES.md).
 TIR_BINARY = {"maximum": np.maximum, "minimum": np.minimum}
-PL_UNARY = {"relax.nn.relu", "relax.abs", "relax.negative", "relax.nn.leakyrelu", "relax.clip"}
+PL_UNARY = {"relax.nn.relu", "relax.abs", "relax.negative", "relax.nn.leakyrelu", "relax.clip",
+            "relax.sign"}
 
 
 def is_mask_op(call) -> bool:
@@ -164,6 +166,11 @@ def evaluate_pl(call, values: list) -> PL | None:
             not isinstance(values[2], PL) else None
     if name == "relax.logical_not":
         return a.compare("equal", 0.0)
+    if name == "relax.sign":  # [a > 0] - [a < 0]: two steps at 0
+        above, below = a.compare("greater", 0.0), a.compare("less", 0.0)
+        if above is None or below is None:
+            return None
+        return above.combine(below, lambda p, q: (p[0] - q[0], p[1] - q[1]))
     if name == "relax.astype":  # bool -> float32
         return a
     op = TIR_BINARY.get(_tir_name(call)) if name == "relax.call_tir" else BINARY.get(name)
@@ -182,6 +189,8 @@ def evaluate_pl(call, values: list) -> PL | None:
     if op is np.multiply and (not isinstance(a, PL) or not isinstance(b, PL)):
         k, f = (a, b) if not isinstance(a, PL) else (b, a)
         return f.scale(k)
+    if op is np.multiply:  # a step function times a PL function is PL
+        return a.masked(b) if a.is_piecewise_constant() else b.masked(a)
     if op is np.divide and not isinstance(b, PL):
         return a.scale(1.0 / b)
     return None

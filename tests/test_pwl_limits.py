@@ -94,6 +94,22 @@ def test_kinks_are_counted():
         assert pwl_limits.kinks(f, lo, hi) == 0, smooth
 
 
+def test_kinks_are_located_and_get_a_breakpoint():
+    """A breakpoint on the kink: both sides smooth, so the fit is as good as for smooth
+    functions even where float64 rounding near the kink differs (Selu as TVM imports it)."""
+    located = pwl_limits.kink_points(lambda x: np.abs(x - 0.3) + np.abs(x + 2.1), -8.0, 8.0)
+    assert located == pytest.approx([-2.1, 0.3], abs=1e-9)
+
+    def selu(x):  # alpha 2, gamma 3: slopes 6 and 3 meet at 0
+        return 3.0 * (-2.0 * np.maximum(1.0 - np.exp(x), 0.0) + np.maximum(x, 0.0))
+
+    for segments in (8, 64):
+        table = fit(selu, -8.0, 8.0, segments)
+        assert np.min(np.abs(table.breakpoints[1:])) < 1e-12
+        max_err, _ = table_errors(table, selu, -8.0, 8.0)
+        assert max_err <= 0.7 * pwl_limits.limit(selu, -8.0, 8.0, segments).max_err
+
+
 def test_limit_formula():
     """Uniform weights: 1.5 I^2 / (12 n^2) plus fp32 rounding; calibrated: the chord's
     1.5 I^2 / (8 n^2); fewer than 8 segments: twice that."""

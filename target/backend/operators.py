@@ -224,6 +224,13 @@ def _lower_max(comp, hw, layer_id):
                                  bool(a.attrs.keepdims))
 
 
+@accelerator_op("prod", "relax.prod", _check_trailing_reduction)
+def _lower_prod(comp, hw, layer_id):
+    a = comp.anchor
+    return cg.reduce_prod_program(hw, layer_id, shape_of(a.args[0]), axes_of(a),
+                                  bool(a.attrs.keepdims))
+
+
 # ----------------------------------------------------------------------------- elementwise
 def _check_binary(context) -> bool:
     """Any numpy broadcast between tensors and constants (the codegen expands by DMA)."""

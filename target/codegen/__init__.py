@@ -27,7 +27,7 @@ from .movement import (Copy, broadcast_program, cast_program, concat_program, ga
                        pad_program, resample_program, staging_rows, strided_slice_program,
                        tile_program, transpose_program)
 from .vector import (NEG_INF_ROW, NEG_TABLE, VEC_OPS, elementwise_program, max_pool2d_program,
-                     reduce_max_program, table_entries)
+                     reduce_max_program, reduce_prod_program, table_entries)
 
 # The star-export list of the former codegen.py; the other names imported above are re-exported
 # for direct use too (cg.RELU_TABLE, cg.staging_rows, ...).
@@ -35,5 +35,6 @@ __all__ = ["AcceleratorCall", "CodegenError", "Conv2dAttrs", "GemmTiles", "Param
            "avg_pool2d_program", "cast_program", "choose_gemm_tiles", "conv2d_program",
            "conv2d_transpose_program", "ConvTranspose2dAttrs", "elementwise_program",
            "matmul_program", "max_pool2d_program", "mean_program", "reduce_max_program",
+           "reduce_prod_program",
            "broadcast_program", "concat_program", "gather_program", "pad_program", "resample_program", "strided_slice_program",
            "table_entries", "tile_program", "transpose_program"]

@@ -209,13 +209,28 @@ def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
                        keepdims: bool) -> AcceleratorCall:
     """Max over trailing axes: DIM reductions at once, each down a column of the accumulator
     (transposed load: one row per reduced element), combined by a tree of VEC max ops."""
-    r, length, out_shape = _trailing_reduction("max", x_shape, axes, keepdims)
+    return _vec_reduction_program(hw, layer_id, x_shape, axes, keepdims, VecOp.MAX)
+
+
+def reduce_prod_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
+                        keepdims: bool) -> AcceleratorCall:
+    """Product over trailing axes: the max tree's schedule with VEC multiplies (fp32 in the
+    accumulator, so the input is never rounded to the operand dtype)."""
+    return _vec_reduction_program(hw, layer_id, x_shape, axes, keepdims, VecOp.MUL)
+
+
+def _vec_reduction_program(hw: HardwareConfig, layer_id: int, x_shape, axes, keepdims: bool,
+                           vec_op) -> AcceleratorCall:
+    """An associative VEC op (max, mul) folded over trailing axes: each chunk halved in place,
+    its result folded into a running row per column group."""
+    what = "max" if vec_op == VecOp.MAX else "prod"
+    r, length, out_shape = _trailing_reduction(what, x_shape, axes, keepdims)
     d = hw.dim
     chunk = max(1, min(length, (hw.acc_rows - 2) // 2))  # rows of one double-buffered chunk
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
     out = layer.output(out_shape)
-    acc_row = 2 * chunk  # running maximum of the current column group
+    acc_row = 2 * chunk  # running result of the current column group
     step = 0
     steps = _ceil(r, d) * _ceil(length, chunk)  # chunks loaded over all column groups
     for g, (c0, c1) in enumerate(_split(0, r, d)):
@@ -230,12 +245,12 @@ def reduce_max_program(hw: HardwareConfig, layer_id: int, x_shape, axes,
             ops = []
             while n > 1:  # halve: rows [0, h) = max(rows [0, h), rows [n - h, n))
                 h = n // 2
-                ops.append(dict(op=VecOp.MAX, dst_row=buf, a_row=buf, b_row=buf + n - h, rows=h))
+                ops.append(dict(op=vec_op, dst_row=buf, a_row=buf, b_row=buf + n - h, rows=h))
                 n -= h
-            if ci == 0:  # the first chunk's maximum starts the running maximum
+            if ci == 0:  # the first chunk's result starts the running row (max(a, a): a copy)
                 ops.append(dict(op=VecOp.MAX, dst_row=acc_row, a_row=buf, b_row=buf, rows=1))
             else:
-                ops.append(dict(op=VecOp.MAX, dst_row=acc_row, a_row=acc_row, b_row=buf, rows=1))
+                ops.append(dict(op=vec_op, dst_row=acc_row, a_row=acc_row, b_row=buf, rows=1))
             last = ci == len(chunks) - 1
             for oi, fields in enumerate(ops):
                 signal = 0
