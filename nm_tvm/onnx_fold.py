@@ -39,11 +39,24 @@ def with_static_inputs(proto: onnx.ModelProto, input_shapes: dict) -> onnx.Model
 
 
 def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace every node computable from constants and static shapes by initializers."""
-    from onnx.reference import ReferenceEvaluator
+    """Replace every node computable from constants and static shapes by initializers.
 
+    Repeated until nothing more folds: a Reshape whose target was just folded gives shape
+    inference a static output, whose Shape then folds in the next round (PaddleOCR's
+    exports chain several such Reshapes)."""
     if proto.graph.node and not any(n.op_type == "Shape" for n in proto.graph.node):
         return proto
+    while True:
+        folded = _fold_once(proto)
+        if folded is proto:
+            return proto
+        proto = folded
+
+
+def _fold_once(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """One folding round on the shapes inference gives now; ``proto`` itself if none folds."""
+    from onnx.reference import ReferenceEvaluator
+
     shapes = _static_shapes(proto)
     known = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     folded_nodes = []
