@@ -1,7 +1,7 @@
 """Import models: ONNX files or protos (via TVM's ONNX frontend) or Relax IRModules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ class ImportedModel:
     input_dtypes: dict[str, str]
     output_names: list[str]
     onnx_model: onnx.ModelProto | None = None
+    # Inputs given values at compile time (folded into the graph; no longer inputs).
+    fixed_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # Graph input types the accelerator's DRAM holds (integer tensors: token ids, masks, counts).
@@ -90,9 +92,45 @@ def _check_conv_transpose_pads(proto) -> None:
                 "pads are given (ONNX ignores pads then and its reference uses them; give one)")
 
 
-def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
-    """ONNX -> Relax with static shapes and weights as constants."""
+def _fixed_input_values(proto: onnx.ModelProto, input_values: dict) -> dict[str, np.ndarray]:
+    """``input_values`` as arrays of each input's declared element type and shape (checked)."""
+    inputs = {i.name: i for i in _graph_inputs(proto)}
+    fixed = {}
+    for name, value in input_values.items():
+        if name not in inputs:
+            raise ModelLoadError(f"input_values names unknown input '{name}'; model inputs are "
+                                 f"{list(inputs)}")
+        ttype = inputs[name].type.tensor_type
+        if ttype.elem_type not in _ONNX_DTYPES:
+            raise ModelLoadError(f"input '{name}' has ONNX element type "
+                                 f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}")
+        array = np.asarray(value)
+        cast = array.astype(_ONNX_DTYPES[ttype.elem_type])
+        if not np.array_equal(cast, array):
+            raise ModelLoadError(f"input_values['{name}'] = {value!r} does not fit the input's "
+                                 f"type {_ONNX_DTYPES[ttype.elem_type]}")
+        dims = ttype.shape.dim
+        if len(dims) != cast.ndim or any(d.HasField("dim_value") and d.dim_value != n
+                                         for d, n in zip(dims, cast.shape)):
+            declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                        for d in dims]
+            raise ModelLoadError(f"input_values['{name}'] has shape {list(cast.shape)}; the "
+                                 f"input is declared {declared}")
+        fixed[name] = cast
+    return fixed
+
+
+def import_onnx(model, input_shapes: dict | None = None,
+                input_values: dict | None = None) -> ImportedModel:
+    """ONNX -> Relax with static shapes and weights as constants. ``input_values`` fixes
+    inputs at compile time (configuration such as a sample rate): they become constants, fold
+    with the shape arithmetic (an If they select is replaced by its branch), and are no longer
+    inputs of the compiled model."""
+    from nm_tvm.onnx_fold import with_input_values
+
     proto = load_onnx(model)
+    fixed = _fixed_input_values(proto, dict(input_values or {}))
+    proto = with_input_values(proto, fixed)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
@@ -130,8 +168,9 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
-        proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
-            fold_shape_computations(with_static_inputs(proto, shapes)))))
+        proto = fold_shape_computations(with_static_inputs(proto, shapes))
+        _check_no_runtime_if(proto)
+        proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(proto)))
         mod = _from_onnx_with_sources(proto, shapes)
     except UnrollError as err:  # a recurrent node's form: the message names the node
         raise ModelLoadError(str(err)) from None
@@ -141,7 +180,33 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         raise ImporterError(f"TVM's ONNX importer failed: {err}") from None
     _check_static_shapes(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,
-                         [o.name for o in proto.graph.output], proto)
+                         [o.name for o in proto.graph.output], proto, fixed)
+
+
+def _check_no_runtime_if(proto: onnx.ModelProto) -> None:
+    """An If left after folding has a condition computed at run time: the accelerator runs one
+    static program, so refuse it, naming the node and the graph inputs the condition reads
+    (an input fixed with ``input_values`` folds the condition)."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    inputs = {i.name for i in proto.graph.input}
+    for node in proto.graph.node:
+        if node.op_type != "If":
+            continue
+        sources, stack, seen = set(), [node.input[0]], set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in inputs:
+                sources.add(name)
+            elif name in producer:
+                stack.extend(x for x in producer[name].input if x)
+        hint = (f"; it depends on input(s) {sorted(sources)}: fix them at compile time with "
+                f"input_values={{'{sorted(sources)[0]}': ...}}" if sources else "")
+        raise ModelLoadError(
+            f"If node '{node.name or node.output[0]}' has a condition computed at run time"
+            f"{hint} (an If with a constant condition is replaced by its branch)")
 
 
 def _check_static_shapes(mod: tvm.IRModule) -> None:
@@ -400,10 +465,13 @@ def import_relax(mod: tvm.IRModule) -> ImportedModel:
     return ImportedModel(mod, list(shapes), shapes, dtypes, [f"output_{i}" for i in range(n_out)])
 
 
-def import_model(model, input_shapes: dict | None = None) -> ImportedModel:
+def import_model(model, input_shapes: dict | None = None,
+                 input_values: dict | None = None) -> ImportedModel:
     if isinstance(model, tvm.IRModule):
+        if input_values:
+            raise ModelLoadError("input_values applies to ONNX models only")
         return import_relax(model)
-    return import_onnx(model, input_shapes)
+    return import_onnx(model, input_shapes, input_values)
 
 
 def random_inputs(imported: ImportedModel, seed: int = 0) -> dict[str, np.ndarray]:

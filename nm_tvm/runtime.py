@@ -39,6 +39,7 @@ class CompiledModel:
         self.input_shapes = imported.input_shapes
         self.input_dtypes = imported.input_dtypes
         self.output_names = imported.output_names
+        self.fixed_inputs = dict(imported.fixed_inputs)  # fixed at compile time (input_values)
         self.record = record
         self.layers = record.layers
         self.host_ops = record.host_ops
@@ -54,6 +55,12 @@ class CompiledModel:
         return self._vm
 
     def _check_inputs(self, inputs: dict) -> list:
+        for name, fixed in self.fixed_inputs.items():  # ORT-style calls may still pass them
+            if name in inputs and not np.array_equal(np.asarray(inputs[name]), fixed):
+                raise InputError(f"input '{name}' was fixed at compile time to {fixed.tolist()} "
+                                 f"(input_values); got {np.asarray(inputs[name]).tolist()}: "
+                                 "recompile for another value")
+        inputs = {k: v for k, v in inputs.items() if k not in self.fixed_inputs}
         unknown = set(inputs) - set(self.input_names)
         if unknown:
             raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: {self.input_names}")
@@ -119,7 +126,8 @@ def _flatten(result) -> list[np.ndarray]:
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
             strict: bool = True, linearize: LinearizeConfig | None = None,
-            calibration: list[dict] | str | None = None, probe: bool = False) -> CompiledModel:
+            calibration: list[dict] | str | None = None, probe: bool = False,
+            input_values: dict | None = None) -> CompiledModel:
     """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
 
     ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
@@ -130,14 +138,17 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     Without it, a model with integer inputs (token ids) is calibrated on synthetic inputs
     (ids inside its vocabulary: :mod:`nm_tvm.synthetic_inputs`), others keep the default
     ranges; ``"auto"`` synthesizes for any model, ``[]`` never calibrates.
-    ``compiled.calibration`` says which happened.
+    ``compiled.calibration`` says which happened. ``input_values`` fixes ONNX inputs at compile
+    time (a sample rate, a mode flag): they fold into the graph, an If they select becomes its
+    branch, and ``run`` no longer needs them (a call passing the same value is accepted).
     """
     tvm_target, hw = resolve_target(target)
     if not isinstance(model, tvm.IRModule):
         model = frontend.load_onnx(model)
     record = CompileRecord()
+    imported = None
     try:
-        imported = frontend.import_model(model, input_shapes)
+        imported = frontend.import_model(model, input_shapes, input_values)
         samples, record.calibration = _calibration_samples(model, imported, calibration, probe)
         def offload(config, rec):
             with tvm_target:
@@ -149,7 +160,7 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         if samples:
             try:
                 linearize = calibrate(model, samples, target=hw, input_shapes=input_shapes,
-                                      config=linearize)
+                                      config=linearize, input_values=input_values)
             except Exception:
                 # The probe build runs unsupported ops on the host, where TVM cannot lower
                 # some (integer power); a strict compile names them instead: try that first.
@@ -162,7 +173,9 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows. A load error of
         # our own (input types, dynamic shapes, attribute forms) is the cause itself: raised
         # as it is, not behind a list of operators.
-        unsupported = (support.unsupported_nodes(model) if strict and not
+        # The graph as imported (folded: an If replaced by its branch) when import succeeded.
+        graph = imported.onnx_model if imported is not None and imported.onnx_model else model
+        unsupported = (support.unsupported_nodes(graph) if strict and not
                        isinstance(model, tvm.IRModule) else [])
         if unsupported:
             raise UnsupportedOperatorError(
@@ -221,16 +234,18 @@ def _calibration_samples(model, imported, calibration, probe: bool):
 
 
 def probe_table_inputs(model, samples: list[dict], target=None,
-                       input_shapes: dict | None = None, config: LinearizeConfig | None = None):
+                       input_shapes: dict | None = None, config: LinearizeConfig | None = None,
+                       input_values: dict | None = None):
     """(probe build, {table id: every value its input took on ``samples``}): the model compiled
     with every fitted table's input exposed and the fitted functions evaluated exactly."""
     probe = compile(model, target=target, input_shapes=input_shapes, linearize=config,
-                    strict=False, probe=True)
+                    strict=False, probe=True, input_values=input_values)
     return probe, _calibration.observe(probe, samples)
 
 
 def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
-              config: LinearizeConfig | None = None, seed: int = 0) -> LinearizeConfig:
+              config: LinearizeConfig | None = None, seed: int = 0,
+              input_values: dict | None = None) -> LinearizeConfig:
     """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
 
     The model is compiled once as a probe build (no range depends on another table's error),
@@ -239,5 +254,5 @@ def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None
     """
     if not samples:
         raise ValueError("calibrate() needs at least one sample input dict")
-    _, seen = probe_table_inputs(model, samples, target, input_shapes, config)
+    _, seen = probe_table_inputs(model, samples, target, input_shapes, config, input_values)
     return _calibration.calibrated_config(config, seen, seed)
