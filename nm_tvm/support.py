@@ -29,8 +29,9 @@ class OpSupport:
 EXACT, APPROX = "exact", "approximate"
 
 SUPPORTED_OPS: dict[str, OpSupport] = {
-    "Conv": OpSupport(EXACT, "2-D, any groups (depthwise too), constant weights; any stride / "
-                             "padding / dilation",
+    "Conv": OpSupport(EXACT, "1-D and 2-D (1-D as the 2-D program on one row), any groups "
+                             "(depthwise too), constant weights; any stride / padding / "
+                             "dilation",
                       constant_inputs=(1, 2)),
     "ConvTranspose": OpSupport(EXACT, "1-D and 2-D, constant weights, any stride / pads / dilations "
                                       "/ groups / output_padding / output_shape / auto_pad: a "
