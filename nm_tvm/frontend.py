@@ -268,6 +268,54 @@ def _constant_pad(inputs, attrs):
     return relax.op.nn.pad(data, width, "constant", fill)
 
 
+def _expand_is_identity(data, shape) -> bool:
+    """Whether Expand to the constant ``shape`` leaves ``data``'s static shape as it is (an
+    identity TVM would still import as a broadcast, which integer tensors cannot take)."""
+    dims = getattr(data.ty, "shape", None)
+    if dims is None or not all(isinstance(getattr(d, "value", None), int) for d in dims):
+        return False
+    dims = tuple(int(d) for d in dims)
+    try:
+        return np.broadcast_shapes(dims, tuple(int(v) for v in shape.value.numpy())) == dims
+    except ValueError:
+        return False
+
+
+def _gather_slices(bb, inputs, attrs):
+    """ONNX Gather from a computed tensor at constant indices (``state[0]``, picking frames)
+    as strided slices along the axis, one per run of evenly spaced indices, concatenated and
+    reshaped to Gather's shape: DMA views, where TVM's ``take`` would need the table as a
+    constant. Other forms return None and keep TVM's import."""
+    data, indices = inputs[0], inputs[1]
+    shape = getattr(data.ty, "shape", None)
+    if (isinstance(data, tvm.ir.Constant) or not isinstance(indices, tvm.ir.Constant)
+            or shape is None or not all(isinstance(getattr(d, "value", None), int)
+                                        for d in shape)):
+        return None
+    shape = [int(d) for d in shape]
+    axis = int(attrs.get("axis", 0)) % len(shape)
+    idx = indices.value.numpy().astype(np.int64)
+    n = shape[axis]
+    if idx.size == 0 or np.any(idx < -n) or np.any(idx >= n):
+        return None  # out of range: TVM's import (and ONNX) decide
+    flat = np.where(idx < 0, idx + n, idx).reshape(-1)
+    pieces, i = [], 0
+    while i < len(flat):
+        j, step = i, 1
+        if i + 1 < len(flat) and flat[i + 1] > flat[i]:
+            step = int(flat[i + 1] - flat[i])
+            while j + 1 < len(flat) and flat[j + 1] - flat[j] == step:
+                j += 1
+        piece = relax.op.strided_slice(data, [axis], [int(flat[i])], [int(flat[j]) + 1], [step])
+        pieces.append(bb.emit(piece) if len(flat) > 1 else piece)
+        i = j + 1
+    y = pieces[0] if len(pieces) == 1 else bb.emit(relax.op.concat(pieces, axis))
+    out_shape = shape[:axis] + list(idx.shape) + shape[axis + 1:]
+    if out_shape != shape[:axis] + [len(flat)] + shape[axis + 1:]:
+        y = relax.op.reshape(bb.emit(y) if isinstance(y, relax.Call) else y, out_shape)
+    return y
+
+
 def _resize_constants(node: onnx.NodeProto, inputs) -> list:
     """A Resize / Upsample node's inputs as arrays (roi, scales, sizes; None where absent):
     its matrices are built at import, so every input but the data must be a constant."""
@@ -400,6 +448,13 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 # ONNX leaves those cases undefined and the STORE refuses them by name.
                 return self._own(relax.op.astype(inputs[0], _ONNX_DTYPES[attrs["to"]]),
                                  attrs["tvm_custom"]["name"])
+            if op_name == "Expand" and isinstance(inputs[1], tvm.ir.Constant) and \
+                    _expand_is_identity(inputs[0], inputs[1]):
+                return inputs[0]  # jax2tf's BroadcastTo to the input's own shape
+            if op_name == "Gather":
+                sliced = _gather_slices(self.bb, inputs, attrs)
+                if sliced is not None:
+                    return self._own(sliced, attrs["tvm_custom"]["name"])
             if op_name == "Pad":
                 padded = _constant_pad(inputs, attrs)
                 if padded is not None:

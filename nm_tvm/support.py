@@ -98,7 +98,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                        constant_inputs=(1, 2, 3, 4)),
     "Split": OpSupport(EXACT, "any axis, constant split sizes or num_outputs: one strided "
                               "DMA slice per output", constant_inputs=(1,)),
-    "Expand": OpSupport(EXACT, "constant shape (numpy broadcast): one broadcast DMA view",
+    "Expand": OpSupport(EXACT, "constant shape (numpy broadcast): one broadcast DMA view; "
+                               "to the input's own shape: removed",
                         constant_inputs=(1,)),
     "Tile": OpSupport(EXACT, "constant repeats: one DMA view (repeats as stride-0 axes)",
                       constant_inputs=(1,)),
@@ -118,7 +119,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                           constant_inputs=(1,)),
     "Gather": OpSupport(EXACT, "constant table (an embedding), int32 / int64 indices, any "
                                "axis, negative indices from the end: one GATHER (indexed row "
-                               "DMA) per block", constant_inputs=(0,)),
+                               "DMA) per block; a computed tensor at constant indices: "
+                               "strided DMA slices", constant_inputs=(0,)),
     "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
                             "border as broadcast DMA views of the value, the input copied "
                             "into place", constant_inputs=(1, 2, 3)),
