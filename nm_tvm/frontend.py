@@ -241,10 +241,16 @@ def _check_static_shapes(mod: tvm.IRModule) -> None:
                     "and input shapes is folded, data-dependent shapes are not)")
 
 
-def _constant_pad(inputs, attrs):
-    """ONNX Pad (opset >= 11) in constant mode with constant, non-negative pads (and constant
-    value and axes) as ``relax.nn.pad``: TVM imports it as a call_tir of topi.pad, which no
-    pattern can match. Other forms return None and keep TVM's import."""
+# ONNX Pad modes -> relax.nn.pad's (the backend reads them back as np.pad's edge / reflect / wrap)
+_PAD_MODES = {"constant": "constant", "edge": "replicate", "reflect": "reflect",
+              "wrap": "circular"}
+
+
+def _pad(inputs, attrs):
+    """ONNX Pad (opset >= 11) with constant, non-negative pads (and constant value and axes)
+    as ``relax.nn.pad``, in any mode (constant, edge, reflect, wrap): TVM imports it as a
+    call_tir of topi.pad or mirror_pad, which no pattern can match. Other forms return None
+    and keep TVM's import."""
     mode = attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     data = inputs[0]
@@ -252,7 +258,7 @@ def _constant_pad(inputs, attrs):
     value = inputs[2] if len(inputs) > 2 else None
     axes = inputs[3] if len(inputs) > 3 else None
     rank = len(getattr(data.ty, "shape", None) or [])
-    if (mode != "constant" or not rank or not isinstance(pads, tvm.ir.Constant)
+    if (mode not in _PAD_MODES or not rank or not isinstance(pads, tvm.ir.Constant)
             or (value is not None and not isinstance(value, tvm.ir.Constant))
             or (axes is not None and not isinstance(axes, tvm.ir.Constant))):
         return None
@@ -265,7 +271,7 @@ def _constant_pad(inputs, attrs):
     for i, axis in enumerate(chosen):
         width[2 * axis], width[2 * axis + 1] = pads[i], pads[len(chosen) + i]
     fill = 0.0 if value is None else float(value.value.numpy().reshape(-1)[0])
-    return relax.op.nn.pad(data, width, "constant", fill)
+    return relax.op.nn.pad(data, width, _PAD_MODES[mode], fill)
 
 
 def _expand_is_identity(data, shape) -> bool:
@@ -456,7 +462,7 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 if sliced is not None:
                     return self._own(sliced, attrs["tvm_custom"]["name"])
             if op_name == "Pad":
-                padded = _constant_pad(inputs, attrs)
+                padded = _pad(inputs, attrs)
                 if padded is not None:
                     return self._own(padded, attrs["tvm_custom"]["name"])
             if op_name in ("Resize", "Upsample"):

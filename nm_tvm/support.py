@@ -121,9 +121,12 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                                "axis, negative indices from the end: one GATHER (indexed row "
                                "DMA) per block; a computed tensor at constant indices: "
                                "strided DMA slices", constant_inputs=(0,)),
-    "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
+    "Pad": OpSupport(EXACT, "constant non-negative pads / value / axes; mode=constant: the "
                             "border as broadcast DMA views of the value, the input copied "
-                            "into place", constant_inputs=(1, 2, 3)),
+                            "into place; edge / reflect / wrap (ONNX's reference, np.pad, also "
+                            "past the axis length): runs of evenly spaced source indices as "
+                            "strided DMA views (reflect one index per run)",
+                     constant_inputs=(1, 2, 3)),
     # Unrolled before import (nm_tvm/unroll_recurrent.py) into MatMul / Add / Mul / Slice /
     # Concat and the gate activations' tables (sigmoid / tanh are PWL: approximate)
     "LSTM": OpSupport(APPROX, "unrolled over the static sequence: the input projection one "

@@ -392,17 +392,20 @@ def _lower_resize2d(comp, hw, layer_id):
 
 
 def _check_pad(context) -> bool:
-    """Constant padding of a static float32 tensor (non-negative widths)."""
+    """Constant, replicate, reflect or circular padding of a static float32 tensor
+    (non-negative widths; a border mode needs a non-empty input)."""
     pad = context.annotated_expr["anchor"]
-    return (all_static(context) and str(pad.attrs.pad_mode) == "constant"
-            and all(int(w) >= 0 for w in pad.attrs.pad_width))
+    mode = str(pad.attrs.pad_mode)
+    return (all_static(context) and (mode == "constant" or mode in cg.PAD_MODES)
+            and all(int(w) >= 0 for w in pad.attrs.pad_width)
+            and (mode == "constant" or all(d > 0 for d in shape_of(pad.args[0]))))
 
 
 @accelerator_op("pad", "relax.nn.pad", _check_pad, pattern=is_op("relax.nn.pad")(wildcard()))
 def _lower_pad(comp, hw, layer_id):
     a = comp.anchor
     return cg.pad_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.pad_width),
-                          float(a.attrs.pad_value))
+                          float(a.attrs.pad_value), str(a.attrs.pad_mode))
 
 
 # ------------------------------------------------------------------ integer tensors
