@@ -135,8 +135,9 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     cannot run on the accelerator a compile error. ``linearize`` sets PWL table sizes, ranges
     and which nonlinear functions are left alone; ``calibration`` (sample input dicts) fits
     every table to the range its inputs really take (:func:`nm_tvm.calibrate.calibrate`).
-    Without it, a model with integer inputs (token ids) is calibrated on synthetic inputs
-    (ids inside its vocabulary: :mod:`nm_tvm.synthetic_inputs`), others keep the default
+    Without it, a model whose integer inputs index an embedding (token ids) is calibrated on
+    synthetic inputs (ids inside its vocabulary: :mod:`nm_tvm.synthetic_inputs`), others
+    (magika's one-hot bytes, whose synthetic statistics are not a file's) keep the default
     ranges; ``"auto"`` synthesizes for any model, ``[]`` never calibrates.
     ``compiled.calibration`` says which happened. ``input_values`` fixes ONNX inputs at compile
     time (a sample rate, a mode flag): they fold into the graph, an If they select becomes its
@@ -215,8 +216,9 @@ def _integer_arithmetic_error(mod, err) -> NotGemmOnlyError:
 
 def _calibration_samples(model, imported, calibration, probe: bool):
     """(samples to calibrate on, how the ranges were chosen). ``calibration=None`` calibrates
-    a model with integer inputs (token ids) on synthetic inputs (nm_tvm.synthetic_inputs) and
-    keeps the default ranges otherwise; "auto" always synthesizes; [] never calibrates."""
+    a model whose integer inputs index an embedding (token ids) on synthetic inputs
+    (nm_tvm.synthetic_inputs) and keeps the default ranges otherwise; "auto" always
+    synthesizes; [] never calibrates."""
     if probe:
         return None, "probe build"
     if isinstance(calibration, str):
@@ -227,7 +229,8 @@ def _calibration_samples(model, imported, calibration, probe: bool):
         samples = list(calibration)
         return samples, (f"{len(samples)} given sample(s)" if samples else "default ranges")
     onnx_model = imported.onnx_model
-    wanted = calibration == "auto" or synthetic.has_integer_inputs(imported.input_dtypes)
+    wanted = calibration == "auto" or (onnx_model is not None and synthetic.indexes_embeddings(
+        onnx_model, imported.input_dtypes))
     if not wanted or onnx_model is None:
         return None, "default ranges"
     return synthetic.synthetic_inputs(onnx_model, imported.input_shapes, imported.input_dtypes)

@@ -151,17 +151,22 @@ def test_gather_of_a_computed_tensor_at_constant_indices_is_slices(target, x_sha
     np.testing.assert_array_equal(compiled.run(feeds)[0], bf16(ref) if "bf16" in target else ref)
 
 
-def test_expand_of_an_integer_tensor_to_its_own_shape_is_removed(rng):
-    """jax2tf exports (magika) broadcast int32 bytes to their own shape before a one-hot
-    Equal: an identity, where an integer broadcast would have no accelerator form."""
-    proto = _model(
+def _one_hot(classes=4):
+    return _model(
         [helper.make_node("Expand", ["ids", "shape"], ["e"]),
          helper.make_node("Equal", ["e", "classes"], ["m"]),
          helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT)],
         [helper.make_tensor_value_info("ids", TensorProto.INT32, [1, 6, 1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 4])],
         [numpy_helper.from_array(np.array([1, 6, 1], np.int64), "shape"),
-         numpy_helper.from_array(np.arange(4, dtype=np.int32).reshape(1, 1, 4), "classes")])
+         numpy_helper.from_array(np.arange(classes, dtype=np.int32).reshape(1, 1, classes),
+                                 "classes")])
+
+
+def test_expand_of_an_integer_tensor_to_its_own_shape_is_removed():
+    """jax2tf exports (magika) broadcast int32 bytes to their own shape before a one-hot
+    Equal: an identity, where an integer broadcast would have no accelerator form."""
+    proto = _one_hot()
     compiled = nm_tvm.compile(proto)
     assert not compiled.host_ops
     feeds = {"ids": np.array([0, 3, 2, 2, 1, 7], np.int32).reshape(1, 6, 1)}
@@ -199,6 +204,14 @@ def test_token_models_are_calibrated_on_synthetic_ids_by_default(rng):
     assert given.calibration == "1 given sample(s)"
     with pytest.raises(ValueError, match="calibration='often'"):
         nm_tvm.compile(proto, target="nm/fp32-16x16", calibration="often")
+
+
+def test_one_hot_inputs_keep_default_ranges_and_auto_draws_their_categories():
+    """Synthetic calibration by default is for embedding indices only; "auto" fills a one-hot
+    input with values of the categories it is compared with."""
+    assert nm_tvm.compile(_one_hot()).calibration == "default ranges"
+    assert nm_tvm.compile(_one_hot(), calibration="auto").calibration == \
+        "synthetic, 2 samples (ids: 4 one-hot categories)"
 
 
 def test_float_models_keep_default_ranges_unless_auto(rng):
