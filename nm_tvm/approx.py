@@ -112,7 +112,8 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     LayerNormalization: ``max|x - mean| * max|gamma| * e_rsqrt`` for Y (``output`` 0), none
     for Mean (1), ``e_rsqrt`` for InvStdDev (2); ``e_rsqrt`` is the largest limit of the
     tables of ``RSQRT_KEYS`` (each output element passes one). Division by a tensor:
-    ``max|a| * e_recip``. Plus fp32 slack ``1e-5 * max |expected|``.
+    ``max|a| * e_recip``. CausalConvWithState's SiLU: the sigmoid table's error times the
+    largest |y| of its fitted range. Plus fp32 slack ``1e-5 * max |expected|``.
     """
     attrs = attrs or {}
     slack = FP32_SLACK * float(np.max(np.abs(expected))) + 1e-6 if expected.size else 1e-6
@@ -139,6 +140,11 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
     gain = max(1.0, float(np.abs(x).max())) if op_type in ("HardSwish", "Mish", "Softsign") \
         else 1.0
+    if op_type == "CausalConvWithState":
+        # its SiLU / swish activation y * sigmoid(y) of the convolution's output y: |y| is
+        # bounded by the range the sigmoid table was fitted to (calibrated on these inputs)
+        gain = max([1.0] + [max(abs(t["lo"]), abs(t["hi"])) for t in fitted(tables)
+                            if t["key"] == "sigmoid"])
     return gain * _eps(tables) + slack
 
 
