@@ -1,7 +1,8 @@
 """DMA data movement: double-buffered LOAD/STORE staging through the scratchpad, strided views
 of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose,
-resampling, padding (constant, edge, reflect, wrap), integer-to-float casts, embedding lookups by GATHER). The GEMM and vector layers
-stage their im2col gathers, broadcasts and padding with the same helpers."""
+resampling, padding (constant, edge, reflect, wrap), integer-to-float casts, embedding lookups
+by GATHER). The GEMM and vector layers stage their im2col gathers, broadcasts and padding with
+the same helpers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
