@@ -69,9 +69,10 @@ def with_input_values(proto: onnx.ModelProto, values: dict) -> onnx.ModelProto:
 
 
 def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace every node computable from constants and static shapes by initializers.
+    """Replace every node computable from constants and static shapes by initializers, and
+    every If whose condition is so computed by the branch it takes.
 
-    Repeated until nothing more folds: a Reshape whose target was just folded gives shape
+    Repeated until nothing more folds (an inlined branch's own nodes fold the next round): a Reshape whose target was just folded gives shape
     inference a static output, whose Shape then folds in the next round (PaddleOCR's
     exports chain several such Reshapes)."""
     if proto.graph.node and not _worth_folding(proto):
