@@ -161,6 +161,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "CastLike": OpSupport(EXACT, "as Cast; to the tensor's own type: removed"),
     "MaxPool": OpSupport(EXACT, "2-D, ceil_mode=0: VEC max over window views (-inf padding "
                                 "by DMA into scratch)"),
+    "GlobalMaxPool": OpSupport(EXACT, "2-D (NCHW): a max over the spatial axes, as ReduceMax "
+                                      "(magika's jax2tf export)"),
     "ReduceMax": OpSupport(EXACT, "VEC max tree (other axes moved last by a DMA transpose)",
                            constant_inputs=(1,)),
     "ReduceSum": OpSupport(EXACT, "GEMM with a ones column (other axes moved last by a DMA "
