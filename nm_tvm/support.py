@@ -29,8 +29,9 @@ class OpSupport:
 EXACT, APPROX = "exact", "approximate"
 
 SUPPORTED_OPS: dict[str, OpSupport] = {
-    "Conv": OpSupport(EXACT, "2-D, any groups (depthwise too), constant weights; any stride / "
-                             "padding / dilation",
+    "Conv": OpSupport(EXACT, "1-D and 2-D (1-D as the 2-D program on one row), any groups "
+                             "(depthwise too), constant weights; any stride / padding / "
+                             "dilation",
                       constant_inputs=(1, 2)),
     "ConvTranspose": OpSupport(EXACT, "1-D and 2-D, constant weights, any stride / pads / dilations "
                                       "/ groups / output_padding / output_shape / auto_pad: a "
@@ -118,7 +119,8 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                        constant_inputs=(1, 2, 3, 4)),
     "Split": OpSupport(EXACT, "any axis, constant split sizes or num_outputs: one strided "
                               "DMA slice per output", constant_inputs=(1,)),
-    "Expand": OpSupport(EXACT, "constant shape (numpy broadcast): one broadcast DMA view",
+    "Expand": OpSupport(EXACT, "constant shape (numpy broadcast): one broadcast DMA view; "
+                               "to the input's own shape: removed",
                         constant_inputs=(1,)),
     "Tile": OpSupport(EXACT, "constant repeats: one DMA view (repeats as stride-0 axes)",
                       constant_inputs=(1,)),
@@ -138,10 +140,14 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                           constant_inputs=(1,)),
     "Gather": OpSupport(EXACT, "constant table (an embedding), int32 / int64 indices, any "
                                "axis, negative indices from the end: one GATHER (indexed row "
-                               "DMA) per block", constant_inputs=(0,)),
-    "Pad": OpSupport(EXACT, "mode=constant, constant non-negative pads / value / axes: the "
+                               "DMA) per block; a computed tensor at constant indices: "
+                               "strided DMA slices", constant_inputs=(0,)),
+    "Pad": OpSupport(EXACT, "constant non-negative pads / value / axes; mode=constant: the "
                             "border as broadcast DMA views of the value, the input copied "
-                            "into place", constant_inputs=(1, 2, 3)),
+                            "into place; edge / reflect / wrap (ONNX's reference, np.pad, also "
+                            "past the axis length): runs of evenly spaced source indices as "
+                            "strided DMA views (reflect one index per run)",
+                     constant_inputs=(1, 2, 3)),
     # Unrolled before import (nm_tvm/unroll_recurrent.py) into MatMul / Add / Mul / Slice /
     # Concat and the gate activations' tables (sigmoid / tanh are PWL: approximate)
     "LSTM": OpSupport(APPROX, "unrolled over the static sequence: the input projection one "

@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nm_tvm
 from nm_tvm.runtime import InputError
 from nm_tvm.validate import onnx_runtime_outputs
+from test_simulator import bf16
 
 TARGETS = ["nm/fp32-16x16", "nm/bf16-32x32"]
 
@@ -123,6 +124,55 @@ def test_gather_of_a_computed_tensor_falls_back_by_name(rng):
     np.testing.assert_array_equal(compiled.run(feeds)[0], onnx_runtime_outputs(proto, feeds)[0])
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("x_shape, axis, indices", [
+    ((2, 1, 128), 0, 0),                       # silero-vad: state[0] (a scalar index)
+    ((2, 1, 128), 0, -1),                      # from the end
+    ((3, 10, 4), 1, [[1, 3, 5], [9, 0, 0]]),   # runs: a stride-2 slice, then single rows
+])
+def test_gather_of_a_computed_tensor_at_constant_indices_is_slices(target, x_shape, axis,
+                                                                   indices, rng):
+    """Constant indices into an activation: strided DMA slices (and a concat), exact on fp32;
+    on bf16 the copies pass through the bf16 scratchpad (as every Slice), so the result is
+    ORT's rounded to bf16 once."""
+    idx = np.array(indices, np.int64)
+    out_shape = list(x_shape[:axis]) + list(idx.shape) + list(x_shape[axis + 1:])
+    proto = _model(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("Gather", ["r", "ids"], ["y"], axis=axis, name="pick")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [numpy_helper.from_array(idx, "ids")])
+    compiled = nm_tvm.compile(proto, target=target)
+    assert not compiled.host_ops
+    assert "nm.gather" not in {layer["kind"] for layer in compiled.layers}
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    (ref,) = onnx_runtime_outputs(proto, feeds)
+    np.testing.assert_array_equal(compiled.run(feeds)[0], bf16(ref) if "bf16" in target else ref)
+
+
+def _one_hot(classes=4):
+    return _model(
+        [helper.make_node("Expand", ["ids", "shape"], ["e"]),
+         helper.make_node("Equal", ["e", "classes"], ["m"]),
+         helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT)],
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, [1, 6, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 4])],
+        [numpy_helper.from_array(np.array([1, 6, 1], np.int64), "shape"),
+         numpy_helper.from_array(np.arange(classes, dtype=np.int32).reshape(1, 1, classes),
+                                 "classes")])
+
+
+def test_expand_of_an_integer_tensor_to_its_own_shape_is_removed():
+    """jax2tf exports (magika) broadcast int32 bytes to their own shape before a one-hot
+    Equal: an identity, where an integer broadcast would have no accelerator form."""
+    proto = _one_hot()
+    compiled = nm_tvm.compile(proto)
+    assert not compiled.host_ops
+    feeds = {"ids": np.array([0, 3, 2, 2, 1, 7], np.int32).reshape(1, 6, 1)}
+    np.testing.assert_array_equal(compiled.run(feeds)[0], onnx_runtime_outputs(proto, feeds)[0])
+
+
 def _embedding_layer_norm(rng, vocab=500, width=32, seq=8, scale=12.0):
     """Token embeddings of a large scale into LayerNorm: variances far above the default
     rsqrt range, as in real text encoders."""
@@ -154,6 +204,14 @@ def test_token_models_are_calibrated_on_synthetic_ids_by_default(rng):
     assert given.calibration == "1 given sample(s)"
     with pytest.raises(ValueError, match="calibration='often'"):
         nm_tvm.compile(proto, target="nm/fp32-16x16", calibration="often")
+
+
+def test_one_hot_inputs_keep_default_ranges_and_auto_draws_their_categories():
+    """Synthetic calibration by default is for embedding indices only; "auto" fills a one-hot
+    input with values of the categories it is compared with."""
+    assert nm_tvm.compile(_one_hot()).calibration == "default ranges"
+    assert nm_tvm.compile(_one_hot(), calibration="auto").calibration == \
+        "synthetic, 2 samples (ids: 4 one-hot categories)"
 
 
 def test_float_models_keep_default_ranges_unless_approximated_or_auto(rng):

@@ -47,6 +47,28 @@ def test_conv2d(rng, stride, pad, dilation, bias):
     _check(proto, {"x": rng.standard_normal((2, 5, size, size)).astype(np.float32)})
 
 
+@pytest.mark.parametrize("stride, pads, dilation, groups, relu", [
+    (1, (1, 1), 1, 1, True), (128, (0, 0), 1, 1, False),   # silero-vad's STFT: kernel 256
+    (2, (2, 1), 2, 2, True), (1, (0, 3), 1, 6, False)])    # grouped, depthwise
+def test_conv1d_is_the_2d_program_on_one_row(rng, stride, pads, dilation, groups, relu):
+    """1-D Conv (audio models) as the conv2d program over a height-1 image, bias and ReLU
+    fused."""
+    kernel = 256 if stride == 128 else 3
+    c_in, c_out, length = 6, 12, 576
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if relu else "y"],
+                              kernel_shape=[kernel], strides=[stride], pads=list(pads),
+                              dilations=[dilation], group=groups)]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"]))
+    out = (length + sum(pads) - dilation * (kernel - 1) - 1) // stride + 1
+    proto = _model(nodes, {"x": [1, c_in, length]}, [1, c_out, out],
+                   [("w", rng.standard_normal((c_out, c_in // groups, kernel))),
+                    ("b", rng.standard_normal(c_out))])
+    compiled = _check(proto, {"x": rng.standard_normal((1, c_in, length)).astype(np.float32)})
+    assert [layer["kind"] for layer in compiled.layers] == \
+        ["nm.conv1d_bias_relu" if relu else "nm.conv1d_bias"]
+
+
 def test_conv2d_1x1_reads_input_in_place(rng):
     node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1])
     proto = _model([node], {"x": [1, 40, 6, 7]}, [1, 24, 6, 7],

@@ -1,6 +1,6 @@
-"""Constant Pad on the accelerator (border slabs as broadcast views of the value, the input
-copied into place), bit-exact to ORT on both presets; other modes and cropping stay on the
-host, named."""
+"""Pad on the accelerator, bit-exact to ORT on both presets: constant (border slabs as
+broadcast views of the value, the input copied into place) and edge / reflect / wrap (runs of
+evenly spaced source indices as strided views); cropping stays on the host, named."""
 import numpy as np
 import onnx
 import pytest
@@ -52,9 +52,40 @@ def test_constant_pad_matches_onnx_runtime(target, x_shape, kwargs, rng):
         assert writes == ref.size * 4  # every element written once: border + interior
 
 
+@pytest.mark.parametrize("target", ["nm/fp32-16x16", "nm/bf16-32x32"])
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+@pytest.mark.parametrize("x_shape, pads", [
+    ((1, 576), [0, 0, 0, 64]),                   # silero-vad's STFT padding (reflect, right)
+    ((1, 3, 5, 6), [0, 0, 2, 1, 0, 0, 1, 3]),    # NCHW spatial, uneven: corners combine runs
+    ((2, 7, 3), [1, 2, 0, 0, 3, 2]),             # every axis, 3-D
+])
+def test_border_pad_modes_match_onnx_runtime(target, mode, x_shape, pads, rng):
+    proto = _pad_model(x_shape, pads, mode=mode)
+    compiled = nm_tvm.compile(proto, target=target)
+    assert [layer["kind"] for layer in compiled.layers] == ["nm.pad"]
+    x = {"x": (rng.standard_normal(x_shape) * 1e3).astype(np.float32)}
+    (ref,) = onnx_runtime_outputs(proto, x)
+    (out,) = compiled.run(x)
+    np.testing.assert_array_equal(out, ref)
+    assert compiled.stats.totals["dram_write_bytes"] == ref.size * 4  # each element once
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+def test_border_pads_wider_than_the_axis_follow_onnx_reference(mode):
+    """ONNX's reference is np.pad, which reflects / wraps again past the axis's length."""
+    hw = load_preset("fp32-16x16")
+    call = pad_program(hw, 0, (2, 3), [0, 0, 7, 5], mode={"edge": "replicate", "wrap": "circular"}
+                       .get(mode, mode))
+    assert call.out_shape == (2, 15)
+    proto = _pad_model((2, 3), [0, 7, 0, 5], mode=mode)
+    x = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    want = np.pad(x["x"], ((0, 0), (7, 5)), mode=mode)
+    np.testing.assert_array_equal(nm_tvm.compile(proto).run(x)[0], want)
+
+
 @pytest.mark.parametrize("kwargs, named", [
-    (dict(pads=[0, 1, 0, 1], mode="reflect"), "pad"),
     (dict(pads=[0, -1, 0, 1]), "pad"),   # a negative pad crops
+    (dict(pads=[0, -1, 0, 1], mode="reflect"), "pad"),
 ])
 def test_other_pad_forms_stay_on_the_host_named(kwargs, named, rng):
     proto = _pad_model((3, 5), **kwargs)
@@ -71,3 +102,5 @@ def test_pad_program_checks_its_widths():
         pad_program(hw, 0, (2, 3), [1, 1], 0.0)
     with pytest.raises(CodegenError, match="two non-negative widths per axis"):
         pad_program(hw, 0, (2, 3), [0, 0, -1, 1], 0.0)
+    with pytest.raises(CodegenError, match="mode 'symmetric'"):
+        pad_program(hw, 0, (2, 3), [0, 0, 1, 1], mode="symmetric")

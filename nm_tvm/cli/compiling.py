@@ -29,6 +29,11 @@ def compile_model(args, err_console, spec: str):
 
     nm_tvm.resolve_target(args.target)  # a bad target is reported before the model is read
     proto, default_shapes, preprocess, name = load_model_arg(spec)
+    values = None
+    if preprocess is not None:  # a pretrained model may fix inputs (silero-vad's sample rate)
+        from nm_tvm.models import pretrained
+
+        values = pretrained.load(preprocess).input_values or None
     shapes = dict(default_shapes or {})
     shapes.update(getattr(args, "input_shapes", None) or {})
     calibration = _calibration(args, proto, preprocess, shapes)
@@ -38,7 +43,7 @@ def compile_model(args, err_console, spec: str):
                 compiled = nm_tvm.compile(proto, target=args.target,
                                           input_shapes=shapes or None,
                                           strict=not args.allow_host_fallback,
-                                          calibration=calibration)
+                                          calibration=calibration, input_values=values)
             except ModelLoadError as err:
                 raise CliError(_cli_wording(str(err))) from err
     if getattr(args, "ir_printer", None) is not None:

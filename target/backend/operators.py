@@ -122,6 +122,30 @@ def _lower_conv2d_transpose(comp, hw, layer_id):
                                        comp.residual, comp.relu, groups=groups)
 
 
+def _check_conv1d(context) -> bool:
+    attrs = context.annotated_expr["anchor"].attrs
+    return (all_static(context) and attrs.data_layout == "NCW"
+            and attrs.kernel_layout == "OIW" and attrs.out_layout == "NCW"
+            and epilogue_operands_fit(context, 1))
+
+
+@accelerator_op("conv1d", "relax.nn.conv1d", _check_conv1d,
+                gemm_anchor=lambda: is_op("relax.nn.conv1d")(wildcard(), is_const()))
+def _lower_conv1d(comp, hw, layer_id):
+    """1-D Conv (audio front ends, STFT as a strided conv): the 2-D program over a height-1
+    image (same bytes in and out)."""
+    a = comp.anchor
+    w = const_value(a.args[1])[:, :, None, :]
+    (s,), (p0, p1), (d,) = (_ints(a.attrs.strides), _ints(a.attrs.padding),
+                            _ints(a.attrs.dilation))
+    attrs = cg.Conv2dAttrs((1, s), (0, p0, 0, p1), (1, d))
+    n, c, length = shape_of(a.args[0])
+    bias = channel_bias(comp.bias, w.shape[0], comp.name) if comp.bias is not None else None
+    call = cg.conv2d_program(hw, layer_id, (n, c, 1, length), w, attrs, bias, comp.residual,
+                             comp.relu, groups=int(a.attrs.groups))
+    return replace(call, out_shape=shape_of(a))
+
+
 def _check_conv1d_transpose(context) -> bool:
     attrs = context.annotated_expr["anchor"].attrs
     return (all_static(context) and attrs.data_layout == "NCW"
@@ -375,17 +399,20 @@ def _lower_resize2d(comp, hw, layer_id):
 
 
 def _check_pad(context) -> bool:
-    """Constant padding of a static float32 tensor (non-negative widths)."""
+    """Constant, replicate, reflect or circular padding of a static float32 tensor
+    (non-negative widths; a border mode needs a non-empty input)."""
     pad = context.annotated_expr["anchor"]
-    return (all_static(context) and str(pad.attrs.pad_mode) == "constant"
-            and all(int(w) >= 0 for w in pad.attrs.pad_width))
+    mode = str(pad.attrs.pad_mode)
+    return (all_static(context) and (mode == "constant" or mode in cg.PAD_MODES)
+            and all(int(w) >= 0 for w in pad.attrs.pad_width)
+            and (mode == "constant" or all(d > 0 for d in shape_of(pad.args[0]))))
 
 
 @accelerator_op("pad", "relax.nn.pad", _check_pad, pattern=is_op("relax.nn.pad")(wildcard()))
 def _lower_pad(comp, hw, layer_id):
     a = comp.anchor
     return cg.pad_program(hw, layer_id, shape_of(a.args[0]), _ints(a.attrs.pad_width),
-                          float(a.attrs.pad_value))
+                          float(a.attrs.pad_value), str(a.attrs.pad_mode))
 
 
 # ------------------------------------------------------------------ integer tensors

@@ -23,9 +23,9 @@ from .gemm import (RELU_TABLE, Conv2dAttrs, ConvTranspose2dAttrs, GemmTiles, Mat
                    avg_pool2d_program, choose_gemm_tiles, conv2d_program,
                    conv2d_transpose_program, matmul_program, mean_program)
 from .layer import AcceleratorCall, CodegenError, Param
-from .movement import (Copy, broadcast_program, cast_program, concat_program, gather_program,
-                       pad_program, resample_program, staging_rows, strided_slice_program,
-                       tile_program, transpose_program)
+from .movement import (PAD_MODES, Copy, broadcast_program, cast_program, concat_program,
+                       gather_program, pad_program, resample_program, staging_rows,
+                       strided_slice_program, tile_program, transpose_program)
 from .vector import (NEG_INF_ROW, NEG_TABLE, VEC_OPS, elementwise_program, max_pool2d_program,
                      reduce_max_program, reduce_prod_program, table_entries)
 

@@ -1,7 +1,8 @@
 """DMA data movement: double-buffered LOAD/STORE staging through the scratchpad, strided views
 of DRAM tensors, and the layers that only move data (concat, strided_slice, transpose,
-resampling, constant padding, integer-to-float casts, embedding lookups by GATHER). The GEMM and vector layers
-stage their im2col gathers, broadcasts and padding with the same helpers."""
+resampling, padding (constant, edge, reflect, wrap), integer-to-float casts, embedding lookups
+by GATHER). The GEMM and vector layers stage their im2col gathers, broadcasts and padding with
+the same helpers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -308,12 +309,23 @@ def tile_program(hw: HardwareConfig, layer_id: int, x_shape, repeats) -> Acceler
     return layer.finish(out_shape, macs=0)
 
 
-def pad_program(hw: HardwareConfig, layer_id: int, x_shape, pad_width, value: float) -> AcceleratorCall:
-    """Constant padding (ONNX Pad, mode constant) as DMA views: the border, cut into disjoint
-    slabs (along axis d: the before / after bands, inside the input's extent on the axes before
-    d, full on the axes after), is a broadcast of the one-element constant (source strides 0);
-    the interior is the input copied densely into place. Staged through the fp32 accumulator,
-    so values move exactly on every target; no element is written twice."""
+# ONNX Pad's border modes -> numpy's (ONNX's reference is np.pad), by the names Relax uses.
+PAD_MODES = {"replicate": "edge", "reflect": "reflect", "circular": "wrap"}
+
+
+def pad_program(hw: HardwareConfig, layer_id: int, x_shape, pad_width, value: float = 0.0,
+                mode: str = "constant") -> AcceleratorCall:
+    """ONNX Pad as DMA views, staged through the fp32 accumulator (values move exactly on every
+    target; no element is written twice).
+
+    ``constant``: the border, cut into disjoint slabs (along axis d: the before / after bands,
+    inside the input's extent on the axes before d, full on the axes after), is a broadcast of
+    the one-element constant (source strides 0); the interior is the input copied densely.
+    ``replicate`` / ``reflect`` / ``circular`` (ONNX edge / reflect / wrap): each output index
+    along an axis reads the input index ``np.pad(arange(n), widths, mode)`` gives; that map is
+    cut into runs of evenly spaced indices (the interior and a wrap border step 1, an edge
+    border step 0, a reflect border, which runs backwards, one index per run since DMA strides
+    are non-negative), and every combination of one run per axis is one strided view."""
     x_shape = tuple(int(v) for v in x_shape)
     rank = len(x_shape)
     before = [int(v) for v in pad_width[0::2]]
@@ -321,14 +333,29 @@ def pad_program(hw: HardwareConfig, layer_id: int, x_shape, pad_width, value: fl
     if len(before) != rank or len(after) != rank or min(before + after, default=0) < 0:
         raise CodegenError(f"pad: widths {list(pad_width)} for a rank-{rank} input "
                            "(two non-negative widths per axis)")
+    if mode != "constant" and mode not in PAD_MODES:
+        raise CodegenError(f"pad: mode '{mode}' (constant, {', '.join(PAD_MODES)})")
     out_shape = tuple(n + b + a for n, b, a in zip(x_shape, before, after))
     out_strides = _dense_strides(out_shape)
     layer = _Layer(hw, layer_id)
     x = layer.input(Param(0), _nbytes(x_shape))
-    fill = layer.const(np.full(1, value, np.float32))
+    fill = layer.const(np.full(1, value, np.float32)) if mode == "constant" else None
     out = layer.output(out_shape)
     acc = Mem.ACCUMULATOR
     copies = []
+    if mode != "constant":
+        if not all(x_shape) and any(out_shape):
+            raise CodegenError(f"pad: mode '{mode}' of an empty input {list(x_shape)}")
+        x_strides = _dense_strides(x_shape)
+        axis_runs = [_index_runs(np.pad(np.arange(n), (b, a), mode=PAD_MODES[mode]))
+                     for n, b, a in zip(x_shape, before, after)]
+        for runs in product(*axis_runs):
+            src = x + sum(r[2] * st for r, st in zip(runs, x_strides)) * 4
+            dst = out + sum(r[0] * st for r, st in zip(runs, out_strides)) * 4
+            copies += _view_copies(hw, src, [r[3] * st for r, st in zip(runs, x_strides)], dst,
+                                   [r[1] for r in runs], out_strides, mem=acc)
+        _emit_staged_copies(layer, copies)
+        return layer.finish(out_shape, macs=0)
     for d in range(rank):
         for start, size in ((0, before[d]), (before[d] + x_shape[d], after[d])):
             shape = [x_shape[i] if i < d else out_shape[i] for i in range(rank)]
@@ -343,3 +370,18 @@ def pad_program(hw: HardwareConfig, layer_id: int, x_shape, pad_width, value: fl
         copies += _view_copies(hw, x, _dense_strides(x_shape), base, x_shape, out_strides, mem=acc)
     _emit_staged_copies(layer, copies)
     return layer.finish(out_shape, macs=0)
+
+
+def _index_runs(index: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``index`` (output position -> source index) as maximal runs of a constant non-negative
+    step: (first output position, length, first source index, step)."""
+    runs, i = [], 0
+    while i < len(index):
+        j, step = i, 0
+        if i + 1 < len(index) and index[i + 1] >= index[i]:
+            step = int(index[i + 1] - index[i])
+            while j + 1 < len(index) and index[j + 1] - index[j] == step:
+                j += 1
+        runs.append((i, j - i + 1, int(index[i]), step))
+        i = j + 1
+    return runs
